@@ -1,0 +1,162 @@
+//! Actions: what is done with each selected event. An action is called once with the filtered
+//! stream, returns only after it has committed or flushed, and reports one outcome per event.
+//!
+//! Policy shared by every action (dry runs, tracing rows back to events, helper columns) lives
+//! here; each target is one file.
+
+pub mod parquet;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use datafusion::execution::SendableRecordBatchStream;
+use tokio::sync::mpsc;
+
+use crate::filter::EventKeys;
+use crate::progress::Progress;
+use crate::report::{Outcome, RecorderMsg, Status};
+use crate::Result;
+
+/// What every action is given besides its input.
+pub struct ActionContext {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub keys: Option<EventKeys>,
+    pub helper_columns: Vec<String>,
+    pub outcomes: mpsc::UnboundedSender<RecorderMsg>,
+    pub progress: Progress,
+}
+
+impl ActionContext {
+    /// Sends outcomes to the recorder. The recorder only stops after every sender is dropped, so
+    /// a failed send means it died, and its own error is the one to report.
+    pub fn send(&self, outcomes: Vec<Outcome>) {
+        if !outcomes.is_empty() {
+            let _ = self.outcomes.send(RecorderMsg::Outcomes(outcomes));
+        }
+    }
+
+    /// The batch without the helper columns added to trace rows back to their events.
+    pub fn strip_helpers(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        strip_columns(batch, &self.helper_columns)
+    }
+
+    /// The event keys of `batch`, to be turned into outcomes later.
+    pub fn keys_of(&self, batch: &RecordBatch) -> RowKeys {
+        RowKeys::new(batch, self.keys.as_ref())
+    }
+
+    /// Reports every row of `batch` as skipped (a dry run).
+    pub fn skip_all(&self, batch: &RecordBatch) {
+        let keys = self.keys_of(batch);
+        self.send(keys.outcomes(Status::Skipped, |_| {}));
+    }
+}
+
+/// The columns naming each row's event (id, origin, position), kept apart from the data.
+#[derive(Clone)]
+pub struct RowKeys {
+    rows: usize,
+    id: Option<ArrayRef>,
+    origin: Option<ArrayRef>,
+    position: Option<ArrayRef>,
+}
+
+impl RowKeys {
+    pub fn new(batch: &RecordBatch, keys: Option<&EventKeys>) -> Self {
+        let get = |name: Option<&String>| name.and_then(|n| batch.column_by_name(n).cloned());
+        Self {
+            rows: batch.num_rows(),
+            id: get(keys.map(|k| &k.id)),
+            origin: get(keys.map(|k| &k.origin)),
+            position: get(keys.map(|k| &k.position)),
+        }
+    }
+
+    /// The keys of the rows at `indices`.
+    pub fn take(&self, indices: &arrow::array::UInt32Array) -> Result<Self> {
+        let take = |a: &Option<ArrayRef>| -> Result<Option<ArrayRef>> {
+            Ok(match a {
+                Some(a) => Some(arrow::compute::take(a.as_ref(), indices, None)?),
+                None => None,
+            })
+        };
+        Ok(Self {
+            rows: indices.len(),
+            id: take(&self.id)?,
+            origin: take(&self.origin)?,
+            position: take(&self.position)?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn event_id(&self, row: usize) -> Option<String> {
+        let a = self.id.as_ref()?.as_string_opt::<i32>()?;
+        a.is_valid(row).then(|| a.value(row).to_owned())
+    }
+
+    /// One outcome per row with `status`; `fill` sets the rest (attempts, errors, latency).
+    pub fn outcomes(&self, status: Status, fill: impl Fn(&mut Outcome)) -> Vec<Outcome> {
+        let origin = self.origin.as_ref().and_then(|a| a.as_string_opt::<i32>());
+        let position = self.position.as_ref().and_then(|a| a.as_primitive_opt::<UInt64Type>());
+        (0..self.rows)
+            .map(|row| {
+                let mut o = Outcome::new(
+                    self.event_id(row),
+                    origin.filter(|a| a.is_valid(row)).map(|a| a.value(row).to_owned()),
+                    position.filter(|a| a.is_valid(row)).map(|a| a.value(row)),
+                    status,
+                );
+                fill(&mut o);
+                o
+            })
+            .collect()
+    }
+}
+
+/// `batch` without the named columns (names that are absent are ignored).
+pub fn strip_columns(batch: &RecordBatch, names: &[String]) -> Result<RecordBatch> {
+    if names.is_empty() {
+        return Ok(batch.clone());
+    }
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !names.iter().any(|n| n == schema.field(i).name()))
+        .collect();
+    Ok(batch.project(&keep)?)
+}
+
+/// The actions rehydrate can take.
+pub enum Action {
+    Parquet(Arc<parquet::ParquetPopulate>),
+}
+
+impl Action {
+    /// Names the target in summaries and in the `target` column.
+    pub fn target(&self) -> String {
+        match self {
+            Action::Parquet(p) => p.target(),
+        }
+    }
+
+    pub fn command(&self) -> &'static str {
+        match self {
+            Action::Parquet(_) => "populate parquet",
+        }
+    }
+
+    /// Consumes `input`, actioning every row, and returns once everything is committed.
+    pub async fn run(&self, input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
+        match self {
+            Action::Parquet(p) => p.run(input, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The `events` schema every source produces, the decoding of JSON records into it, and the
+//! way back from a row to the EventBridge envelope.
+//!
+//! Decoding is per record and never fails a batch: a record that cannot be an event is returned
+//! as a [`Rejection`] reason, and the caller accounts for it.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+pub const ID: &str = "id";
+pub const SOURCE: &str = "source";
+pub const DETAIL_TYPE: &str = "detail_type";
+pub const TIME: &str = "time";
+pub const ACCOUNT: &str = "account";
+pub const REGION: &str = "region";
+pub const VERSION: &str = "version";
+pub const RESOURCES: &str = "resources";
+pub const DETAIL: &str = "detail";
+pub const ORIGIN: &str = "_origin";
+pub const POSITION: &str = "_position";
+
+/// The column names of `events`, in order; used in error messages that list valid columns.
+pub const COLUMNS: [&str; 11] = [
+    ID,
+    SOURCE,
+    DETAIL_TYPE,
+    TIME,
+    ACCOUNT,
+    REGION,
+    VERSION,
+    RESOURCES,
+    DETAIL,
+    ORIGIN,
+    POSITION,
+];
+
+/// The schema of the `events` table (see DESIGN.md).
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new(ID, DataType::Utf8, false),
+                Field::new(SOURCE, DataType::Utf8, false),
+                Field::new(DETAIL_TYPE, DataType::Utf8, false),
+                Field::new(
+                    TIME,
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new(ACCOUNT, DataType::Utf8, true),
+                Field::new(REGION, DataType::Utf8, true),
+                Field::new(VERSION, DataType::Utf8, true),
+                Field::new(
+                    RESOURCES,
+                    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                    false,
+                ),
+                Field::new(DETAIL, DataType::Utf8, false),
+                Field::new(ORIGIN, DataType::Utf8, false),
+                Field::new(POSITION, DataType::UInt64, false),
+            ]))
+        })
+        .clone()
+}
+
+/// An envelope field that `--map` can point elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvelopeField {
+    Id,
+    Source,
+    DetailType,
+    Time,
+    Account,
+    Region,
+    Version,
+    Resources,
+    Detail,
+}
+
+impl EnvelopeField {
+    const ALL: [EnvelopeField; 9] = [
+        EnvelopeField::Id,
+        EnvelopeField::Source,
+        EnvelopeField::DetailType,
+        EnvelopeField::Time,
+        EnvelopeField::Account,
+        EnvelopeField::Region,
+        EnvelopeField::Version,
+        EnvelopeField::Resources,
+        EnvelopeField::Detail,
+    ];
+
+    /// The field's name in an EventBridge envelope.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            EnvelopeField::Id => "id",
+            EnvelopeField::Source => "source",
+            EnvelopeField::DetailType => "detail-type",
+            EnvelopeField::Time => "time",
+            EnvelopeField::Account => "account",
+            EnvelopeField::Region => "region",
+            EnvelopeField::Version => "version",
+            EnvelopeField::Resources => "resources",
+            EnvelopeField::Detail => "detail",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.json_name() == name || name.replace('-', "_") == f.json_name().replace('-', "_"))
+    }
+}
+
+/// Where each envelope field is found in records that are not EventBridge envelopes
+/// (`--map detail-type=eventType --map detail=payload --map time=meta.createdAt`).
+///
+/// Unmapped fields are read from their envelope name. When a mapping is given but `detail` is not
+/// mapped, `detail` is the whole record. A path of `.` also means the whole record.
+#[derive(Debug, Clone, Default)]
+pub struct FieldMap {
+    paths: Vec<(EnvelopeField, Vec<String>)>,
+}
+
+impl FieldMap {
+    /// Parses `--map FIELD=PATH` arguments.
+    pub fn parse(args: &[String]) -> Result<Option<Self>> {
+        if args.is_empty() {
+            return Ok(None);
+        }
+        let mut map = FieldMap::default();
+        for arg in args {
+            let (field, path) = arg.split_once('=').ok_or_else(|| {
+                Error::usage(format!(
+                    "--map {arg:?}: expected FIELD=PATH, e.g. --map detail-type=eventType"
+                ))
+            })?;
+            let field = EnvelopeField::parse(field.trim()).ok_or_else(|| {
+                Error::usage(format!(
+                    "--map {arg:?}: {field:?} is not an envelope field; use one of {}",
+                    EnvelopeField::ALL.map(|f| f.json_name()).join(", ")
+                ))
+            })?;
+            let path = path.trim();
+            if path.is_empty() {
+                return Err(Error::usage(format!(
+                    "--map {arg:?}: the path is empty; give a field name or a dotted path like payload.body"
+                )));
+            }
+            let segments = if path == "." {
+                Vec::new()
+            } else {
+                path.split('.').map(str::to_owned).collect()
+            };
+            map.paths.retain(|(f, _)| *f != field);
+            map.paths.push((field, segments));
+        }
+        if !map.paths.iter().any(|(f, _)| *f == EnvelopeField::Detail) {
+            map.paths.push((EnvelopeField::Detail, Vec::new()));
+        }
+        Ok(Some(map))
+    }
+
+    fn path(&self, field: EnvelopeField) -> Option<&[String]> {
+        self.paths.iter().find(|(f, _)| *f == field).map(|(_, p)| p.as_slice())
+    }
+}
+
+/// The envelope as written: every field kept as raw JSON text so that errors can name the field
+/// and `detail` is copied without being re-serialised.
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "detail-type")]
+    detail_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    account: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    region: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    resources: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+}
+
+/// One decoded event, borrowing from the record where it can.
+struct Decoded<'a> {
+    id: Option<Cow<'a, str>>,
+    source: Cow<'a, str>,
+    detail_type: Cow<'a, str>,
+    time_ms: Option<i64>,
+    account: Option<Cow<'a, str>>,
+    region: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
+    resources: Vec<Cow<'a, str>>,
+    detail: Cow<'a, str>,
+}
+
+/// Builds `events` batches from JSON records, one record at a time.
+pub struct BatchDecoder {
+    map: Option<Arc<FieldMap>>,
+    id: StringBuilder,
+    source: StringBuilder,
+    detail_type: StringBuilder,
+    time: TimestampMillisecondBuilder,
+    account: StringBuilder,
+    region: StringBuilder,
+    version: StringBuilder,
+    resources: ListBuilder<StringBuilder>,
+    detail: StringBuilder,
+    origin: StringBuilder,
+    position: UInt64Builder,
+    rows: usize,
+}
+
+impl BatchDecoder {
+    pub fn new(map: Option<Arc<FieldMap>>, capacity: usize) -> Self {
+        Self {
+            map,
+            id: StringBuilder::with_capacity(capacity, capacity * 36),
+            source: StringBuilder::with_capacity(capacity, capacity * 16),
+            detail_type: StringBuilder::with_capacity(capacity, capacity * 16),
+            time: TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            account: StringBuilder::with_capacity(capacity, capacity * 12),
+            region: StringBuilder::with_capacity(capacity, capacity * 9),
+            version: StringBuilder::with_capacity(capacity, capacity),
+            resources: ListBuilder::new(StringBuilder::new()),
+            detail: StringBuilder::with_capacity(capacity, capacity * 256),
+            origin: StringBuilder::with_capacity(capacity, capacity * 32),
+            position: UInt64Builder::with_capacity(capacity),
+            rows: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Decodes one record and appends it; on `Err` nothing was appended and the string says why
+    /// the record is not an event.
+    pub fn push(&mut self, record: &[u8], origin: &str, position: u64) -> Result<(), String> {
+        let record = trim_ascii(record);
+        match record.first() {
+            Some(b'{') => {}
+            Some(_) => {
+                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(record) {
+                    Ok(_) => "not a JSON object: an event must be an object".to_owned(),
+                    Err(e) => json_error(e),
+                })
+            }
+            None => return Err("empty record".to_owned()),
+        }
+        let text = std::str::from_utf8(record).map_err(|e| format!("not UTF-8: {e}"))?;
+        let decoded = match &self.map {
+            None => {
+                let raw: RawEnvelope = serde_json::from_str(text).map_err(json_error)?;
+                decode_raw(raw)?
+            }
+            Some(map) => {
+                let value: Value = serde_json::from_str(text).map_err(json_error)?;
+                let owned = decode_mapped(&value, map)?;
+                self.append(owned, origin, position);
+                return Ok(());
+            }
+        };
+        self.append(decoded, origin, position);
+        Ok(())
+    }
+
+    fn append(&mut self, e: Decoded<'_>, origin: &str, position: u64) {
+        match &e.id {
+            Some(id) => self.id.append_value(id),
+            None => self.id.append_value(derived_id(&e)),
+        }
+        self.source.append_value(&e.source);
+        self.detail_type.append_value(&e.detail_type);
+        self.time.append_option(e.time_ms);
+        self.account.append_option(e.account.as_deref());
+        self.region.append_option(e.region.as_deref());
+        self.version.append_option(e.version.as_deref());
+        for r in &e.resources {
+            self.resources.values().append_value(r);
+        }
+        self.resources.append(true);
+        self.detail.append_value(&e.detail);
+        self.origin.append_value(origin);
+        self.position.append_value(position);
+        self.rows += 1;
+    }
+
+    /// Finishes the rows pushed so far as one batch and resets the builders.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.detail_type.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.account.finish()),
+            Arc::new(self.region.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.resources.finish()),
+            Arc::new(self.detail.finish()),
+            Arc::new(self.origin.finish()),
+            Arc::new(self.position.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema(), columns).expect("builders match the events schema")
+    }
+}
+
+/// serde_json's message with the position made relative to the record: "at column 12" for a
+/// one-line record, "at record line 2 column 5" for a record that spans lines.
+fn json_error(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    let place = format!(" at line {} column {}", e.line(), e.column());
+    let base = text.strip_suffix(&place).unwrap_or(&text);
+    if e.line() <= 1 {
+        format!("not JSON: {base} at column {}", e.column())
+    } else {
+        format!("not JSON: {base} at record line {} column {}", e.line(), e.column())
+    }
+}
+
+fn trim_ascii(mut b: &[u8]) -> &[u8] {
+    // A UTF-8 byte order mark is allowed at the start of a file; treat it as white space.
+    if let Some(rest) = b.strip_prefix(b"\xEF\xBB\xBF") {
+        b = rest;
+    }
+    b.trim_ascii()
+}
+
+fn kind_of(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+fn string_field<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, String> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Ok(None);
+    };
+    if raw.get().starts_with('"') {
+        let s: Cow<'a, str> = serde_json::from_str(raw.get()).map_err(|e| format!("`{name}`: {e}"))?;
+        Ok(Some(s))
+    } else {
+        Err(format!("`{name}` must be a string, found {}", kind_of(raw.get())))
+    }
+}
+
+fn required<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
+    string_field(name, raw)?.ok_or_else(|| format!("lacks `{name}`"))
+}
+
+fn id_field<'a>(raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, String> {
+    match raw.filter(|r| !is_null(r)) {
+        Some(r) if r.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) => Ok(Some(Cow::Borrowed(r.get()))),
+        other => string_field("id", other),
+    }
+}
+
+/// `time`: RFC 3339 text with any offset and optional fraction, or a number of epoch
+/// milliseconds (epoch seconds when below 10^11, i.e. before 1973 in milliseconds).
+fn time_field(raw: Option<&RawValue>) -> Result<Option<i64>, String> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if text.starts_with('"') {
+        let s: Cow<str> = serde_json::from_str(text).map_err(|e| format!("`time`: {e}"))?;
+        parse_time(&s).map(Some)
+    } else if let Ok(n) = text.parse::<f64>() {
+        Ok(Some(if n.abs() < 1e11 { (n * 1000.0) as i64 } else { n as i64 }))
+    } else {
+        Err(format!("`time` must be an RFC 3339 string, found {}", kind_of(text)))
+    }
+}
+
+/// Parses RFC 3339 (`2024-05-01T12:00:00Z`, `…T12:00:00.123+02:00`, a space for `T`) to UTC ms.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .map(|t| t.with_timezone(&Utc).timestamp_millis())
+        .map_err(|e| format!("`time` {s:?} is not an RFC 3339 timestamp ({e}); expected e.g. 2024-05-01T12:00:00Z"))
+}
+
+fn resources_field<'a>(raw: Option<&'a RawValue>) -> Result<Vec<Cow<'a, str>>, String> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Ok(Vec::new());
+    };
+    if !raw.get().starts_with('[') {
+        return Err(format!(
+            "`resources` must be an array of strings, found {}",
+            kind_of(raw.get())
+        ));
+    }
+    let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).map_err(|e| format!("`resources`: {e}"))?;
+    items
+        .into_iter()
+        .map(|r| string_field("resources[]", Some(r))?.ok_or_else(|| "`resources` must not contain null".to_owned()))
+        .collect()
+}
+
+/// `detail` must be a JSON object. Stores that keep it as a string of JSON are accepted too.
+fn detail_field<'a>(raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
+    let raw = raw.filter(|r| !is_null(r)).ok_or("lacks `detail`")?;
+    let text = raw.get();
+    if text.starts_with('{') {
+        return Ok(Cow::Borrowed(text));
+    }
+    if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|e| format!("`detail`: {e}"))?;
+        if inner.trim_start().starts_with('{') && serde_json::from_str::<&RawValue>(&inner).is_ok() {
+            return Ok(Cow::Owned(inner.trim().to_owned()));
+        }
+        return Err("`detail` must be a JSON object, found a string that is not a JSON object".to_owned());
+    }
+    Err(format!("`detail` must be a JSON object, found {}", kind_of(text)))
+}
+
+fn decode_raw(raw: RawEnvelope<'_>) -> Result<Decoded<'_>, String> {
+    Ok(Decoded {
+        id: id_field(raw.id)?,
+        source: required("source", raw.source)?,
+        detail_type: required("detail-type", raw.detail_type)?,
+        time_ms: time_field(raw.time)?,
+        account: string_field("account", raw.account)?,
+        region: string_field("region", raw.region)?,
+        version: string_field("version", raw.version)?,
+        resources: resources_field(raw.resources)?,
+        detail: detail_field(raw.detail)?,
+    })
+}
+
+fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |v, key| match v {
+        Value::Object(m) => m.get(key),
+        Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+fn decode_mapped(value: &Value, map: &FieldMap) -> Result<Decoded<'static>, String> {
+    // Each mapped value is turned back into JSON text and read by the same functions as the
+    // envelope, so both paths accept and reject exactly the same things.
+    let mut texts: Vec<Option<Box<RawValue>>> = Vec::with_capacity(EnvelopeField::ALL.len());
+    for field in EnvelopeField::ALL {
+        let path: Vec<String> = match map.path(field) {
+            Some(p) => p.to_vec(),
+            None => vec![field.json_name().to_owned()],
+        };
+        let found = lookup(value, &path);
+        texts.push(match found {
+            Some(v) => Some(serde_json::value::to_raw_value(v).map_err(|e| e.to_string())?),
+            None => None,
+        });
+    }
+    let get = |f: EnvelopeField| texts[f as usize].as_deref();
+    let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+    let path_name = |f: EnvelopeField| match map.path(f) {
+        Some([]) => ".".to_owned(),
+        Some(p) => p.join("."),
+        None => f.json_name().to_owned(),
+    };
+    let required_mapped = |f: EnvelopeField| -> Result<Cow<'static, str>, String> {
+        match get(f) {
+            Some(r) if r.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                Ok(Cow::Owned(r.get().to_owned()))
+            }
+            other => string_field(f.json_name(), other)?
+                .map(own)
+                .ok_or_else(|| format!("lacks `{}` (mapped from `{}`)", f.json_name(), path_name(f))),
+        }
+    };
+    Ok(Decoded {
+        id: id_field(get(EnvelopeField::Id))?.map(own),
+        source: required_mapped(EnvelopeField::Source)?,
+        detail_type: required_mapped(EnvelopeField::DetailType)?,
+        time_ms: time_field(get(EnvelopeField::Time))?,
+        account: string_field("account", get(EnvelopeField::Account))?.map(own),
+        region: string_field("region", get(EnvelopeField::Region))?.map(own),
+        version: string_field("version", get(EnvelopeField::Version))?.map(own),
+        resources: resources_field(get(EnvelopeField::Resources))?
+            .into_iter()
+            .map(own)
+            .collect(),
+        detail: detail_field(get(EnvelopeField::Detail))
+            .map(own)
+            .map_err(|e| format!("{e} (mapped from `{}`)", path_name(EnvelopeField::Detail)))?,
+    })
+}
+
+/// The id given to a record that has none: a UUID-shaped hex string made from the SHA-256 of its
+/// `source`, `detail-type`, `time` (as UTC milliseconds) and `detail` text. The same record always
+/// gets the same id, on every run and from every copy of the store.
+fn derived_id(e: &Decoded<'_>) -> String {
+    let mut h = Sha256::new();
+    h.update(e.source.as_bytes());
+    h.update([0]);
+    h.update(e.detail_type.as_bytes());
+    h.update([0]);
+    if let Some(t) = e.time_ms {
+        h.update(t.to_string().as_bytes());
+    }
+    h.update([0]);
+    h.update(e.detail.as_bytes());
+    let d = h.finalize();
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Reads the event columns of an `events` batch back into EventBridge envelopes.
+pub struct EnvelopeReader<'b> {
+    batch: &'b RecordBatch,
+}
+
+impl<'b> EnvelopeReader<'b> {
+    /// `None` unless the batch has every envelope column of `events` (a projection may not).
+    pub fn new(batch: &'b RecordBatch) -> Option<Self> {
+        let s = batch.schema();
+        let ok = [
+            ID,
+            SOURCE,
+            DETAIL_TYPE,
+            TIME,
+            ACCOUNT,
+            REGION,
+            VERSION,
+            RESOURCES,
+            DETAIL,
+        ]
+        .iter()
+        .all(|c| {
+            s.index_of(c)
+                .is_ok_and(|i| s.field(i).data_type() == schema().field_with_name(c).unwrap().data_type())
+        });
+        ok.then_some(Self { batch })
+    }
+
+    fn str_col(&self, name: &str) -> &arrow::array::StringArray {
+        self.batch.column_by_name(name).unwrap().as_string::<i32>()
+    }
+
+    /// The event in `row` as EventBridge delivers it to a target: `detail` as an object.
+    pub fn envelope_json(&self, row: usize) -> String {
+        let mut out = String::with_capacity(512);
+        out.push('{');
+        let mut first = true;
+        let mut put = |out: &mut String, key: &str, value: Option<&str>| {
+            if let Some(v) = value {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&serde_json::to_string(key).unwrap());
+                out.push(':');
+                out.push_str(&serde_json::to_string(v).unwrap());
+            }
+        };
+        let opt = |name: &str| {
+            let a = self.str_col(name);
+            a.is_valid(row).then(|| a.value(row))
+        };
+        put(&mut out, "version", Some(opt(VERSION).unwrap_or("0")));
+        put(&mut out, "id", opt(ID));
+        put(&mut out, "detail-type", opt(DETAIL_TYPE));
+        put(&mut out, "source", opt(SOURCE));
+        put(&mut out, "account", opt(ACCOUNT));
+        let time = self
+            .batch
+            .column_by_name(TIME)
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        let time_text = time.is_valid(row).then(|| format_time(time.value(row)));
+        put(&mut out, "time", time_text.as_deref());
+        put(&mut out, "region", opt(REGION));
+        out.push_str(",\"resources\":[");
+        let resources = self.batch.column_by_name(RESOURCES).unwrap().as_list::<i32>();
+        let items = resources.value(row);
+        let items = items.as_string::<i32>();
+        for i in 0..items.len() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(items.value(i)).unwrap());
+        }
+        out.push_str("],\"detail\":");
+        out.push_str(self.str_col(DETAIL).value(row));
+        out.push('}');
+        out
+    }
+}
+
+/// Formats UTC milliseconds the way EventBridge writes `time`: `2024-05-01T12:00:00Z`, with a
+/// fraction only when there is one.
+pub fn format_time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn decode(line: &str, map: Option<FieldMap>) -> Result<RecordBatch, String> {
+        let mut d = BatchDecoder::new(map.map(Arc::new), 4);
+        d.push(line.as_bytes(), "f.ndjson", 1)?;
+        Ok(d.finish())
+    }
+
+    const GOOD: &str = r#"{"id":"e1","source":"shop.orders","detail-type":"OrderPlaced","time":"2024-05-01T12:00:00.250+02:00","account":"1","region":"eu-west-1","resources":["arn:a"],"detail":{"orderId":"o-1","qty":2}}"#;
+
+    #[test]
+    fn decodes_an_envelope() {
+        let b = decode(GOOD, None).unwrap();
+        assert_eq!(b.num_rows(), 1);
+        let time = b.column(3).as_primitive::<TimestampMillisecondType>().value(0);
+        assert_eq!(format_time(time), "2024-05-01T10:00:00.250Z");
+        assert_eq!(b.column(8).as_string::<i32>().value(0), r#"{"orderId":"o-1","qty":2}"#);
+        let env = EnvelopeReader::new(&b).unwrap().envelope_json(0);
+        let v: Value = serde_json::from_str(&env).unwrap();
+        assert_eq!(v["detail"]["qty"], 2);
+        assert_eq!(v["detail-type"], "OrderPlaced");
+        assert_eq!(v["resources"][0], "arn:a");
+    }
+
+    #[rstest]
+    #[case("not json", "not JSON")]
+    #[case("[1,2]", "not a JSON object")]
+    #[case(r#"{"source":"s","detail":{}}"#, "lacks `detail-type`")]
+    #[case(r#"{"detail-type":"t","detail":{}}"#, "lacks `source`")]
+    #[case(r#"{"source":"s","detail-type":"t"}"#, "lacks `detail`")]
+    #[case(
+        r#"{"source":5,"detail-type":"t","detail":{}}"#,
+        "`source` must be a string, found a number"
+    )]
+    #[case(r#"{"source":"s","detail-type":"t","detail":[1]}"#, "`detail` must be a JSON object")]
+    #[case(
+        r#"{"source":"s","detail-type":"t","detail":{},"time":"yesterday"}"#,
+        "not an RFC 3339"
+    )]
+    #[case(
+        r#"{"source":"s","detail-type":"t","detail":{},"resources":"x"}"#,
+        "`resources` must be an array"
+    )]
+    fn rejects_with_a_reason(#[case] line: &str, #[case] reason: &str) {
+        let err = decode(line, None).unwrap_err();
+        assert!(err.contains(reason), "{err:?} should contain {reason:?}");
+    }
+
+    #[test]
+    fn missing_id_is_derived_deterministically() {
+        let line = r#"{"source":"s","detail-type":"t","time":"2024-01-01T00:00:00Z","detail":{"a":1}}"#;
+        let a = decode(line, None).unwrap();
+        let b = decode(line, None).unwrap();
+        let id = a.column(0).as_string::<i32>().value(0).to_owned();
+        assert_eq!(id, b.column(0).as_string::<i32>().value(0));
+        assert_eq!(id.len(), 36);
+        let other = decode(&line.replace("\"a\":1", "\"a\":2"), None).unwrap();
+        assert_ne!(id, other.column(0).as_string::<i32>().value(0));
+    }
+
+    #[test]
+    fn maps_other_shapes() {
+        let map = FieldMap::parse(&[
+            "detail-type=eventType".into(),
+            "source=meta.service".into(),
+            "time=createdAt".into(),
+            "detail=payload".into(),
+            "id=pk".into(),
+        ])
+        .unwrap();
+        let line = r#"{"pk":"ORDER#1","eventType":"OrderPlaced","meta":{"service":"shop"},"createdAt":1714560000000,"payload":"{\"qty\":3}"}"#;
+        let b = decode(line, map).unwrap();
+        assert_eq!(b.column(0).as_string::<i32>().value(0), "ORDER#1");
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "shop");
+        assert_eq!(b.column(8).as_string::<i32>().value(0), r#"{"qty":3}"#);
+        let t = b.column(3).as_primitive::<TimestampMillisecondType>().value(0);
+        assert_eq!(format_time(t), "2024-05-01T10:40:00Z");
+    }
+
+    #[test]
+    fn unmapped_detail_is_the_whole_record() {
+        let map = FieldMap::parse(&["detail-type=type".into(), "source=svc".into()]).unwrap();
+        let b = decode(r#"{"type":"T","svc":"S","x":1}"#, map).unwrap();
+        let detail: Value = serde_json::from_str(b.column(8).as_string::<i32>().value(0)).unwrap();
+        assert_eq!(detail["x"], 1);
+    }
+
+    #[test]
+    fn bad_map_arguments_are_usage_errors() {
+        assert!(FieldMap::parse(&["nonsense".into()]).is_err());
+        assert!(FieldMap::parse(&["colour=x".into()]).is_err());
+    }
+}

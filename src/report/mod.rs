@@ -1,0 +1,517 @@
+//! What a run did: one outcome per actioned or rejected event, written as it happens to
+//! `<report-dir>/<run-id>/outcomes.parquet`, failed and rejected events to the dead-letter file,
+//! and the run summary (`run.json`), printed for people (stderr) or scripts (stdout, JSON).
+
+pub mod query;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::source::Rejection;
+use crate::{Error, Result};
+
+/// How one event ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Succeeded,
+    Failed,
+    Rejected,
+    /// Not attempted: a dry run, or a later event of an ordering key whose earlier event failed.
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Rejected => "rejected",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// One row of `outcomes`.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub event_id: Option<String>,
+    pub origin: Option<String>,
+    pub position: Option<u64>,
+    pub status: Status,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// The line to append to the dead-letter file, for failed events.
+    pub dead_letter: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(event_id: Option<String>, origin: Option<String>, position: Option<u64>, status: Status) -> Self {
+        Self {
+            event_id,
+            origin,
+            position,
+            status,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            latency_ms: None,
+            dead_letter: None,
+        }
+    }
+}
+
+/// The schema of `outcomes.parquet` and of the `outcomes` table.
+pub fn outcomes_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("run_id", DataType::Utf8, false),
+                Field::new("event_id", DataType::Utf8, true),
+                Field::new("origin", DataType::Utf8, true),
+                Field::new("position", DataType::UInt64, true),
+                Field::new("target", DataType::Utf8, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("attempts", DataType::UInt32, false),
+                Field::new("error_code", DataType::Utf8, true),
+                Field::new("error_message", DataType::Utf8, true),
+                Field::new("latency_ms", DataType::Float64, true),
+            ]))
+        })
+        .clone()
+}
+
+/// The run summary: `run.json`, the `runs` table, and `--output json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub command: String,
+    pub source: String,
+    pub filter: String,
+    pub target: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub read: u64,
+    pub rejected: u64,
+    pub filtered: u64,
+    pub matched: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub duration_ms: u64,
+    pub events_per_s: f64,
+    pub bytes_read: u64,
+    pub dry_run: bool,
+    pub exit_code: i32,
+    pub dead_letter: Option<String>,
+    pub error: Option<String>,
+    pub rehydrate_version: String,
+}
+
+/// The `runs` table schema (the columns of [`RunSummary`]).
+pub fn runs_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("command", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("filter", DataType::Utf8, false),
+        Field::new("target", DataType::Utf8, false),
+        Field::new("started_at", ts.clone(), false),
+        Field::new("finished_at", ts, false),
+        Field::new("read", DataType::UInt64, false),
+        Field::new("rejected", DataType::UInt64, false),
+        Field::new("filtered", DataType::UInt64, false),
+        Field::new("matched", DataType::UInt64, false),
+        Field::new("succeeded", DataType::UInt64, false),
+        Field::new("failed", DataType::UInt64, false),
+        Field::new("skipped", DataType::UInt64, false),
+        Field::new("duration_ms", DataType::UInt64, false),
+        Field::new("events_per_s", DataType::Float64, false),
+        Field::new("bytes_read", DataType::UInt64, false),
+        Field::new("dry_run", DataType::Boolean, false),
+        Field::new("exit_code", DataType::Int32, false),
+        Field::new("dead_letter", DataType::Utf8, true),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("rehydrate_version", DataType::Utf8, false),
+    ]))
+}
+
+pub enum RecorderMsg {
+    Rejections(Vec<Rejection>),
+    Outcomes(Vec<Outcome>),
+}
+
+/// Totals the recorder counted, for the summary.
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub rejected: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub dead_letters: u64,
+    /// The first failures and rejections, by name, for the human summary.
+    pub named_failures: Vec<String>,
+}
+
+const NAMED_FAILURES: usize = 20;
+const OUTCOME_BATCH: usize = 8192;
+
+/// Writes outcomes and dead letters on its own thread as the run produces them, until every
+/// sender of its channel is dropped.
+pub struct Recorder {
+    handle: std::thread::JoinHandle<Result<Totals>>,
+}
+
+impl Recorder {
+    pub fn start(
+        run_id: &str,
+        run_dir: &Path,
+        target: &str,
+        dead_letter: PathBuf,
+        mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
+    ) -> Result<Self> {
+        let partial = run_dir.join("outcomes.parquet.partial");
+        let file = File::create(&partial).map_err(|e| Error::Report {
+            path: partial.clone(),
+            message: e.to_string(),
+        })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+            .build();
+        let writer = ArrowWriter::try_new(file, outcomes_schema(), Some(props))?;
+        let mut state = RecorderState {
+            run_id: run_id.to_owned(),
+            target: target.to_owned(),
+            writer,
+            pending: OutcomeBuilders::default(),
+            dead_letter_path: dead_letter,
+            dead_letter: None,
+            totals: Totals::default(),
+        };
+        let final_path = run_dir.join("outcomes.parquet");
+        let handle = std::thread::Builder::new()
+            .name("rehydrate-report".into())
+            .spawn(move || {
+                while let Some(msg) = rx.blocking_recv() {
+                    state.handle(msg)?;
+                }
+                state.finish(&partial, &final_path)
+            })
+            .map_err(|e| Error::Internal(format!("spawning the report writer: {e}")))?;
+        Ok(Self { handle })
+    }
+
+    /// Waits for every sender to be dropped and everything sent to be written, then closes
+    /// the files.
+    pub fn finish(self) -> Result<Totals> {
+        self.handle
+            .join()
+            .map_err(|_| Error::Internal("the report writer panicked".into()))?
+    }
+}
+
+#[derive(Default)]
+struct OutcomeBuilders {
+    event_id: StringBuilder,
+    origin: StringBuilder,
+    position: UInt64Builder,
+    status: StringBuilder,
+    attempts: UInt32Builder,
+    error_code: StringBuilder,
+    error_message: StringBuilder,
+    latency_ms: Float64Builder,
+    rows: usize,
+}
+
+struct RecorderState {
+    run_id: String,
+    target: String,
+    writer: ArrowWriter<File>,
+    pending: OutcomeBuilders,
+    dead_letter_path: PathBuf,
+    dead_letter: Option<BufWriter<File>>,
+    totals: Totals,
+}
+
+impl RecorderState {
+    fn handle(&mut self, msg: RecorderMsg) -> Result<()> {
+        match msg {
+            RecorderMsg::Rejections(rejections) => {
+                for r in rejections {
+                    let message = format!("{}:{}: {}", r.origin, r.line, r.reason);
+                    self.name_failure(&message);
+                    let mut o = Outcome::new(None, Some(r.origin.to_string()), Some(r.position), Status::Rejected);
+                    o.error_code = Some("Rejected".into());
+                    o.error_message = Some(message);
+                    // Verbatim, with line breaks folded to spaces so that each dead letter is one
+                    // line (white space between JSON tokens means the same either way).
+                    let line: Vec<u8> = r
+                        .raw
+                        .iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+                        .collect();
+                    self.write_dead_letter(&line)?;
+                    self.push(o)?;
+                }
+            }
+            RecorderMsg::Outcomes(outcomes) => {
+                for o in outcomes {
+                    if o.status == Status::Failed {
+                        let place = match (&o.event_id, &o.origin, o.position) {
+                            (Some(id), Some(origin), Some(p)) => {
+                                format!("event {id} ({origin}:{p})")
+                            }
+                            (Some(id), _, _) => format!("event {id}"),
+                            _ => "a row".to_owned(),
+                        };
+                        let msg = format!(
+                            "{place}: {}{}",
+                            o.error_code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+                            o.error_message.as_deref().unwrap_or("failed")
+                        );
+                        self.name_failure(&msg);
+                    }
+                    if let Some(line) = &o.dead_letter {
+                        self.write_dead_letter(line.as_bytes())?;
+                    }
+                    self.push(o)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn name_failure(&mut self, msg: &str) {
+        if self.totals.named_failures.len() < NAMED_FAILURES {
+            self.totals.named_failures.push(msg.to_owned());
+        }
+    }
+
+    fn write_dead_letter(&mut self, line: &[u8]) -> Result<()> {
+        let path = &self.dead_letter_path;
+        let err = |e: std::io::Error| Error::Report {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        if self.dead_letter.is_none() {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(err)?;
+            self.dead_letter = Some(BufWriter::new(file));
+        }
+        let w = self.dead_letter.as_mut().unwrap();
+        w.write_all(line).map_err(err)?;
+        w.write_all(b"\n").map_err(err)?;
+        self.totals.dead_letters += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, o: Outcome) -> Result<()> {
+        match o.status {
+            Status::Succeeded => self.totals.succeeded += 1,
+            Status::Failed => self.totals.failed += 1,
+            Status::Rejected => self.totals.rejected += 1,
+            Status::Skipped => self.totals.skipped += 1,
+        }
+        let b = &mut self.pending;
+        b.event_id.append_option(o.event_id);
+        b.origin.append_option(o.origin);
+        b.position.append_option(o.position);
+        b.status.append_value(o.status.as_str());
+        b.attempts.append_value(o.attempts);
+        b.error_code.append_option(o.error_code);
+        b.error_message.append_option(o.error_message);
+        b.latency_ms.append_option(o.latency_ms);
+        b.rows += 1;
+        if b.rows >= OUTCOME_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let b = &mut self.pending;
+        let rows = b.rows;
+        if rows == 0 {
+            return Ok(());
+        }
+        let repeat = |s: &str| -> ArrayRef {
+            let mut sb = StringBuilder::with_capacity(rows, rows * s.len());
+            for _ in 0..rows {
+                sb.append_value(s);
+            }
+            Arc::new(sb.finish())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            repeat(&self.run_id),
+            Arc::new(b.event_id.finish()),
+            Arc::new(b.origin.finish()),
+            Arc::new(b.position.finish()),
+            repeat(&self.target),
+            Arc::new(b.status.finish()),
+            Arc::new(b.attempts.finish()),
+            Arc::new(b.error_code.finish()),
+            Arc::new(b.error_message.finish()),
+            Arc::new(b.latency_ms.finish()),
+        ];
+        b.rows = 0;
+        let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    fn finish(mut self, partial: &Path, final_path: &Path) -> Result<Totals> {
+        self.flush()?;
+        self.writer.close()?;
+        std::fs::rename(partial, final_path).map_err(|e| Error::Report {
+            path: final_path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(mut w) = self.dead_letter.take() {
+            w.flush().map_err(|e| Error::Report {
+                path: self.dead_letter_path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(self.totals)
+    }
+}
+
+/// Writes `run.json` into the run's directory.
+pub fn save_summary(run_dir: &Path, summary: &RunSummary) -> Result<()> {
+    let path = run_dir.join("run.json");
+    let text = serde_json::to_string_pretty(summary).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(|e| Error::Report {
+        path,
+        message: e.to_string(),
+    })
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The summary for people, written to stderr.
+pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Path) -> String {
+    let mut out = String::new();
+    let dry = if s.dry_run {
+        " (dry run: nothing was written)"
+    } else {
+        ""
+    };
+    out.push_str(&format!("rehydrate {} — run {}{dry}\n", s.command, s.run_id));
+    out.push_str(&format!(
+        "  read      {:>10} events from {} in {:.2} s ({} events/s)\n",
+        thousands(s.read),
+        s.source,
+        s.duration_ms as f64 / 1000.0,
+        thousands(s.events_per_s.round() as u64)
+    ));
+    out.push_str(&format!("  rejected  {:>10}\n", thousands(s.rejected)));
+    out.push_str(&format!(
+        "  filtered  {:>10}   by {}\n",
+        thousands(s.filtered),
+        s.filter
+    ));
+    out.push_str(&format!(
+        "  matched   {:>10}   → succeeded {}, failed {}, skipped {}\n",
+        thousands(s.matched),
+        thousands(s.succeeded),
+        thousands(s.failed),
+        thousands(s.skipped)
+    ));
+    out.push_str(&format!("  target    {}\n", s.target));
+    if !named_failures.is_empty() {
+        out.push_str("  problems:\n");
+        for f in named_failures {
+            out.push_str(&format!("    {f}\n"));
+        }
+        let total = s.failed + s.rejected;
+        if total > named_failures.len() as u64 {
+            out.push_str(&format!(
+                "    … and {} more: rehydrate report \"SELECT origin, position, error_message FROM outcomes WHERE run_id = '{}' AND status IN ('failed','rejected')\"\n",
+                thousands(total - named_failures.len() as u64),
+                s.run_id
+            ));
+        }
+    }
+    if let Some(dl) = &s.dead_letter {
+        out.push_str(&format!("  dead letters: {dl} (re-drive with --from {dl})\n"));
+    }
+    if let Some(e) = &s.error {
+        out.push_str(&format!("  stopped by: {e}\n"));
+    }
+    out.push_str(&format!(
+        "  report    {}  (rehydrate report \"SELECT * FROM runs\")\n",
+        report_dir.join(&s.run_id).display()
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn recorder_writes_outcomes_and_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let dl = dir.path().join("dl.ndjson");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rec = Recorder::start("r1", dir.path(), "t", dl.clone(), rx).unwrap();
+        tx.send(RecorderMsg::Rejections(vec![Rejection {
+            origin: "f.json".into(),
+            position: 2,
+            line: 7,
+            reason: "lacks `source`".into(),
+            raw: b"{\n\"a\": 1}".to_vec(),
+        }]))
+        .unwrap();
+        tx.send(RecorderMsg::Outcomes(vec![Outcome::new(
+            Some("e1".into()),
+            None,
+            None,
+            Status::Succeeded,
+        )]))
+        .unwrap();
+        drop(tx);
+        let totals = rec.finish().unwrap();
+        assert_eq!((totals.rejected, totals.succeeded, totals.dead_letters), (1, 1, 1));
+        assert_eq!(totals.named_failures, ["f.json:7: lacks `source`"]);
+        assert_eq!(std::fs::read_to_string(dl).unwrap(), "{ \"a\": 1}\n");
+        assert!(dir.path().join("outcomes.parquet").exists());
+    }
+}

@@ -1,0 +1,448 @@
+//! Files and stdin: NDJSON or a JSON array, either of them gzip-compressed, told apart by their
+//! content. A reader thread cuts the input into chunks of `batch_size` records; chunks are decoded
+//! into Arrow on the blocking pool, several at a time, and come out in input order.
+//!
+//! Memory is bounded by the chunks in flight (`2 × parallelism` chunks of `batch_size` records):
+//! neither a large NDJSON file nor a large JSON array is ever held whole.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::{Decoded, Input, Rejection, SourceSpec, SourceStats};
+use crate::event::{BatchDecoder, FieldMap};
+use crate::{Error, Result};
+
+/// A record larger than this is taken as a sign of a malformed file (an unclosed string would
+/// otherwise swallow the rest of it).
+const MAX_RECORD_BYTES: usize = 256 << 20;
+/// A chunk is sent early when its bytes pass this, whatever its record count.
+const MAX_CHUNK_BYTES: usize = 64 << 20;
+const READ_BUFFER: usize = 1 << 20;
+
+struct Span {
+    start: usize,
+    end: usize,
+    position: u64,
+    line: u64,
+}
+
+struct Chunk {
+    origin: Arc<str>,
+    data: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl Chunk {
+    fn new(origin: &Arc<str>) -> Self {
+        Self {
+            origin: origin.clone(),
+            data: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+/// Streams the inputs of `spec` as decoded batches, in input order.
+pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) -> BoxStream<'static, Result<Decoded>> {
+    let parallelism = parallelism.max(1);
+    let (tx, rx) = mpsc::channel::<Result<Chunk>>(parallelism * 2);
+    let inputs = spec.inputs.clone();
+    let batch_size = spec.batch_size;
+    let reader_stats = stats.clone();
+    std::thread::Builder::new()
+        .name("rehydrate-read".into())
+        .spawn(move || {
+            for input in &inputs {
+                reader_stats.files.fetch_add(1, Ordering::Relaxed);
+                let mut reader = ChunkSender {
+                    tx: &tx,
+                    batch_size,
+                    chunk: Chunk::new(&Arc::from(input.origin())),
+                };
+                match read_input(input, &reader_stats, &mut reader) {
+                    Ok(true) => {}
+                    Ok(false) => return, // the consumer has gone
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawning the reader thread");
+
+    let map = spec.map.clone();
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+        .map(move |chunk| {
+            let map = map.clone();
+            let stats = stats.clone();
+            async move {
+                let chunk = chunk?;
+                tokio::task::spawn_blocking(move || decode_chunk(chunk, map, &stats))
+                    .await
+                    .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))
+            }
+        })
+        .buffered(parallelism)
+        .boxed()
+}
+
+fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats) -> Decoded {
+    let mut decoder = BatchDecoder::new(map, chunk.spans.len());
+    let mut rejections = Vec::new();
+    for span in &chunk.spans {
+        let bytes = &chunk.data[span.start..span.end];
+        if let Err(reason) = decoder.push(bytes, &chunk.origin, span.position) {
+            rejections.push(Rejection {
+                origin: chunk.origin.clone(),
+                position: span.position,
+                line: span.line,
+                reason,
+                raw: bytes.to_vec(),
+            });
+        }
+    }
+    stats.records.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
+    stats.rejected.fetch_add(rejections.len() as u64, Ordering::Relaxed);
+    Decoded {
+        batch: decoder.finish(),
+        rejections,
+    }
+}
+
+/// Collects records into chunks and hands full chunks to the decoders.
+struct ChunkSender<'a> {
+    tx: &'a mpsc::Sender<Result<Chunk>>,
+    batch_size: usize,
+    chunk: Chunk,
+}
+
+impl ChunkSender<'_> {
+    /// Records that the bytes from `start` to the end of the chunk's data are one record.
+    /// Returns false when the consumer has gone and reading should stop.
+    fn record_ends(&mut self, start: usize, position: u64, line: u64) -> bool {
+        let end = self.chunk.data.len();
+        self.chunk.spans.push(Span {
+            start,
+            end,
+            position,
+            line,
+        });
+        if self.chunk.spans.len() >= self.batch_size || self.chunk.data.len() >= MAX_CHUNK_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.chunk.spans.is_empty() {
+            self.chunk.data.clear();
+            return true;
+        }
+        let next = Chunk::new(&self.chunk.origin);
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.tx.blocking_send(Ok(full)).is_ok()
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    stats: Arc<SourceStats>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads one input to the end. Ok(false): the consumer went away.
+fn read_input(input: &Input, stats: &Arc<SourceStats>, out: &mut ChunkSender<'_>) -> Result<bool> {
+    let path = match input {
+        Input::Stdin => std::path::PathBuf::from("<stdin>"),
+        Input::File(p) => p.clone(),
+    };
+    let io_err = |source: std::io::Error| Error::Input {
+        path: path.clone(),
+        source,
+    };
+    let raw: Box<dyn Read + Send> = match input {
+        Input::Stdin => Box::new(std::io::stdin()),
+        Input::File(p) => Box::new(File::open(p).map_err(io_err)?),
+    };
+    let mut buffered = BufReader::with_capacity(
+        READ_BUFFER,
+        CountingReader {
+            inner: raw,
+            stats: stats.clone(),
+        },
+    );
+    let gzip = buffered.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn BufRead + Send> = if gzip {
+        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(buffered)))
+    } else {
+        Box::new(buffered)
+    };
+
+    // The first byte that is not white space (or a byte order mark) tells the format.
+    let mut line = 1u64;
+    let first = loop {
+        let buf = reader.fill_buf().map_err(io_err)?;
+        if buf.is_empty() {
+            return Ok(true); // an empty file holds no events
+        }
+        let skip = buf.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(buf.len());
+        let first = buf.get(skip).copied();
+        // Leading blank lines count, so line numbers stay true to the file.
+        line += buf[..skip].iter().filter(|&&b| b == b'\n').count() as u64;
+        let skip = if buf[skip..].starts_with(b"\xEF\xBB\xBF") {
+            skip + 3
+        } else {
+            skip
+        };
+        reader.consume(skip);
+        if let Some(b) = first {
+            if b != 0xEF {
+                break b;
+            }
+        }
+    };
+    let result = if first == b'[' {
+        read_array(&mut reader, out, line)
+    } else {
+        read_ndjson(&mut reader, out, line - 1)
+    };
+    match result {
+        Ok(alive) => Ok(alive && out.flush()),
+        Err(ReadError::Io(e)) => Err(io_err(e)),
+        Err(ReadError::TooLarge { line }) => Err(Error::Input {
+            path: path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the record starting at line {line} is larger than {} MiB; the file is probably malformed from there on (an unclosed string or object)",
+                    MAX_RECORD_BYTES >> 20
+                ),
+            ),
+        }),
+    }
+}
+
+enum ReadError {
+    Io(std::io::Error),
+    TooLarge { line: u64 },
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// One record per line; blank lines are skipped but counted. `line` is the number of lines
+/// already consumed.
+fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
+    loop {
+        let start = out.chunk.data.len();
+        let n = reader.read_until(b'\n', &mut out.chunk.data)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        line += 1;
+        let data = &mut out.chunk.data;
+        while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
+            data.pop();
+        }
+        if data[start..].iter().all(u8::is_ascii_whitespace) {
+            data.truncate(start);
+            continue;
+        }
+        if data.len() - start > MAX_RECORD_BYTES {
+            return Err(ReadError::TooLarge { line });
+        }
+        if !out.record_ends(start, line, line) {
+            return Ok(false);
+        }
+    }
+}
+
+/// The elements of a top-level JSON array, cut out by a small scanner that follows strings and
+/// nesting; each element is parsed later, on its own, so one bad element is one rejection.
+/// `line` is the line the reader is on.
+fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
+    // Consume the opening bracket.
+    reader.consume(1);
+    let mut in_elem = false;
+    let mut in_str = false;
+    let mut escaped = false;
+    let mut depth = 0u32;
+    let mut ordinal = 0u64;
+    let mut elem_line = 0u64;
+    let mut elem_start = 0usize;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            if in_elem {
+                // The file ends inside an element: reject what there is of it.
+                if !out.record_ends(elem_start, ordinal, elem_line) {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        let n = buf.len();
+        let mut seg_start = 0usize; // start of the bytes of this buffer that belong to an element
+        let mut i = 0usize;
+        let mut closed = false;
+        while i < n {
+            let c = buf[i];
+            if !in_elem {
+                match c {
+                    b'\n' => line += 1,
+                    b' ' | b'\t' | b'\r' | b',' => {}
+                    b']' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    _ => {
+                        in_elem = true;
+                        depth = 0;
+                        ordinal += 1;
+                        elem_line = line;
+                        elem_start = out.chunk.data.len();
+                        seg_start = i;
+                        continue; // look at this byte again, as part of the element
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            if in_str {
+                match c {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => in_str = false,
+                    b'\n' => line += 1,
+                    _ => {}
+                }
+                i += 1;
+                continue;
+            }
+            match c {
+                b'"' => in_str = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => depth -= 1,
+                b'\n' => line += 1,
+                b',' | b']' if depth == 0 => {
+                    out.chunk.data.extend_from_slice(&buf[seg_start..i]);
+                    in_elem = false;
+                    if !out.record_ends(elem_start, ordinal, elem_line) {
+                        return Ok(false);
+                    }
+                    if c == b']' {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if in_elem {
+            out.chunk.data.extend_from_slice(&buf[seg_start..i]);
+            if out.chunk.data.len() - elem_start > MAX_RECORD_BYTES {
+                return Err(ReadError::TooLarge { line: elem_line });
+            }
+        }
+        reader.consume(i);
+        if closed {
+            // Anything after the array is read as NDJSON: white space is skipped, and stray
+            // content becomes rejections that name their line, rather than vanishing.
+            return read_ndjson(reader, out, line - 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use std::io::Write;
+
+    fn read_all(content: &[u8], batch_size: usize) -> (Vec<String>, Vec<Rejection>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("input");
+        std::fs::write(&path, content).unwrap();
+        let spec = SourceSpec::resolve(&[path.display().to_string()], None, batch_size).unwrap();
+        let stats = Arc::new(SourceStats::default());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let decoded: Vec<Decoded> =
+            rt.block_on(async { stream(&spec, stats.clone(), 2).map(|d| d.unwrap()).collect().await });
+        let mut ids = Vec::new();
+        let mut rejections = Vec::new();
+        for d in decoded {
+            let col = d.batch.column(0).as_string::<i32>();
+            ids.extend(col.iter().map(|v| v.unwrap().to_owned()));
+            rejections.extend(d.rejections);
+        }
+        (ids, rejections, stats.records())
+    }
+
+    fn event(id: &str) -> String {
+        format!(r#"{{"id":"{id}","source":"s","detail-type":"t","detail":{{"text":"a, ] }} \" ["}}}}"#)
+    }
+
+    #[test]
+    fn ndjson_in_order_with_blank_lines_and_rejections() {
+        let content = format!("{}\n\n{}\r\nnot json\n   \n{}", event("a"), event("b"), event("c"));
+        let (ids, rej, records) = read_all(content.as_bytes(), 2);
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(records, 4);
+        assert_eq!(rej.len(), 1);
+        assert_eq!(rej[0].line, 4);
+        assert_eq!(rej[0].raw, b"not json");
+    }
+
+    #[test]
+    fn json_array_pretty_and_minified() {
+        let pretty = format!("[\n  {},\n  {},\n\n  5,\n  {}\n]\n", event("a"), event("b"), event("c"));
+        let (ids, rej, records) = read_all(pretty.as_bytes(), 2);
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(records, 4);
+        assert_eq!(rej.len(), 1);
+        assert_eq!((rej[0].position, rej[0].line), (3, 5));
+
+        let minified = format!("[{},{}]", event("x"), event("y"));
+        assert_eq!(read_all(minified.as_bytes(), 1).0, ["x", "y"]);
+        assert_eq!(read_all(b"[]", 1).0.len(), 0);
+        assert_eq!(read_all(b"", 1).0.len(), 0);
+    }
+
+    #[test]
+    fn truncated_array_rejects_the_partial_element() {
+        let content = format!("[{},{{\"id\":\"b\",\"source\"", event("a"));
+        let (ids, rej, records) = read_all(content.as_bytes(), 8);
+        assert_eq!(ids, ["a"]);
+        assert_eq!(records, 2);
+        assert!(rej[0].reason.contains("not JSON"), "{}", rej[0].reason);
+    }
+
+    #[test]
+    fn gzip_is_detected_by_content() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(format!("{}\n{}\n", event("a"), event("b")).as_bytes())
+            .unwrap();
+        let (ids, _, _) = read_all(&gz.finish().unwrap(), 8192);
+        assert_eq!(ids, ["a", "b"]);
+    }
+}
