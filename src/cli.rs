@@ -93,7 +93,7 @@ pub struct SourceArgs {
 /// Which events are selected.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
-    /// A SQL condition over the table `events`, e.g. "source = 'orders' AND detail->>'status' = 'PAID'".
+    /// A SQL condition over the table `events` (or @file), e.g. "source = 'orders' AND detail->>'status' = 'PAID'".
     #[arg(long = "where", value_name = "PREDICATE", conflicts_with = "query")]
     pub where_: Option<String>,
     /// A SELECT … FROM events (or @file.sql): a projection of the events to action.
@@ -198,19 +198,21 @@ fn parse_bound(flag: &str, value: &str) -> Result<i64> {
     })
 }
 
+/// `@path` reads SQL from a file; anything else is the SQL itself.
+fn read_at_file(value: &str) -> Result<String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|source| Error::Input {
+            path: PathBuf::from(path),
+            source,
+        }),
+        None => Ok(value.to_owned()),
+    }
+}
+
 impl FilterArgs {
     pub fn to_spec(&self) -> Result<FilterSpec> {
-        let query = match self.query.as_deref() {
-            Some(q) if q.starts_with('@') => {
-                let path = &q[1..];
-                Some(std::fs::read_to_string(path).map_err(|source| Error::Input {
-                    path: PathBuf::from(path),
-                    source,
-                })?)
-            }
-            Some(q) => Some(q.to_owned()),
-            None => None,
-        };
+        let query = self.query.as_deref().map(read_at_file).transpose()?;
+        let where_ = self.where_.as_deref().map(read_at_file).transpose()?;
         let since = self.since.as_deref().map(|s| parse_bound("--since", s)).transpose()?;
         let until = self.until.as_deref().map(|s| parse_bound("--until", s)).transpose()?;
         if let (Some(s), Some(u)) = (since, until) {
@@ -219,7 +221,7 @@ impl FilterArgs {
             }
         }
         Ok(FilterSpec {
-            where_: self.where_.clone(),
+            where_,
             query,
             since,
             until,

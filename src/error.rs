@@ -49,10 +49,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code: 2 for usage errors, 1 for everything that stopped the run.
+    /// Exit code: 2 for usage errors (including SQL we refuse or cannot plan), 1 for everything
+    /// that stopped the run.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_) | Error::Sql(_) => 2,
             _ => 1,
         }
     }

@@ -438,6 +438,11 @@ fn detail_field<'a>(raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
     let raw = raw.filter(|r| !is_null(r)).ok_or("lacks `detail`")?;
     let text = raw.get();
     if text.starts_with('{') {
+        // A pretty-printed store spreads detail over lines; keep it one line so that it can be
+        // written as NDJSON and sent as-is.
+        if text.contains(['\n', '\r']) {
+            return Ok(Cow::Owned(compact_json(text)));
+        }
         return Ok(Cow::Borrowed(text));
     }
     if text.starts_with('"') {
@@ -448,6 +453,31 @@ fn detail_field<'a>(raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
         return Err("`detail` must be a JSON object, found a string that is not a JSON object".to_owned());
     }
     Err(format!("`detail` must be a JSON object, found {}", kind_of(text)))
+}
+
+/// Removes the white space between the tokens of valid JSON text, keeping key order and the
+/// contents of strings.
+fn compact_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_str {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_str = false,
+                _ => {}
+            }
+            out.push(c);
+        } else if c == '"' {
+            in_str = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn decode_raw(raw: RawEnvelope<'_>) -> Result<Decoded<'_>, String> {
@@ -687,6 +717,14 @@ mod tests {
     fn rejects_with_a_reason(#[case] line: &str, #[case] reason: &str) {
         let err = decode(line, None).unwrap_err();
         assert!(err.contains(reason), "{err:?} should contain {reason:?}");
+    }
+
+    #[test]
+    fn pretty_detail_is_compacted_in_key_order() {
+        let line =
+            "{\"source\":\"s\",\"detail-type\":\"t\",\"detail\": {\n  \"z\": \"a b\\\" \\n\",\n  \"a\": [1, 2]\n}}";
+        let b = decode(line, None).unwrap();
+        assert_eq!(b.column(8).as_string::<i32>().value(0), r#"{"z":"a b\" \n","a":[1,2]}"#);
     }
 
     #[test]

@@ -1,0 +1,176 @@
+//! Shared helpers for the CLI tests: run the real binary, read what a run saved, and check that
+//! its counts reconcile.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn testdata(name: &str) -> String {
+    repo().join("testdata").join(name).display().to_string()
+}
+
+/// Runs `rehydrate` with `args` from the repository root.
+pub fn rehydrate(args: &[&str]) -> Output {
+    rehydrate_with_stdin(args, None)
+}
+
+pub fn rehydrate_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("REHYDRATE_REPORT_DIR")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the rehydrate binary");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The run directories under a report directory, oldest first.
+pub fn runs(report_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(report_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("run.json").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+pub fn run_summary(run_dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap()
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    builder.build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+/// Every Parquet file under `dir`.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One outcome row, as strings, for assertions.
+#[derive(Debug, Clone)]
+pub struct OutcomeRow {
+    pub event_id: Option<String>,
+    pub origin: Option<String>,
+    pub position: Option<u64>,
+    pub status: String,
+    pub attempts: u32,
+    pub error_message: Option<String>,
+}
+
+pub fn outcomes(run_dir: &Path) -> Vec<OutcomeRow> {
+    let mut rows = Vec::new();
+    for b in read_parquet(&run_dir.join("outcomes.parquet")) {
+        let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
+        let (id, origin, status, msg) = (s("event_id"), s("origin"), s("status"), s("error_message"));
+        let pos = b
+            .column_by_name("position")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .clone();
+        let attempts = b
+            .column_by_name("attempts")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .clone();
+        for i in 0..b.num_rows() {
+            let opt = |a: &arrow::array::StringArray| a.is_valid(i).then(|| a.value(i).to_owned());
+            rows.push(OutcomeRow {
+                event_id: opt(&id),
+                origin: opt(&origin),
+                position: pos.is_valid(i).then(|| pos.value(i)),
+                status: status.value(i).to_owned(),
+                attempts: attempts.value(i),
+                error_message: opt(&msg),
+            });
+        }
+    }
+    rows
+}
+
+/// The counts of a run reconcile with each other and with its outcomes.
+pub fn assert_reconciles(run_dir: &Path) -> Value {
+    let s = run_summary(run_dir);
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {s}"));
+    assert_eq!(
+        n("read"),
+        n("rejected") + n("filtered") + n("matched"),
+        "read = rejected + filtered + matched: {s}"
+    );
+    assert_eq!(
+        n("matched"),
+        n("succeeded") + n("failed") + n("skipped"),
+        "matched = succeeded + failed + skipped: {s}"
+    );
+    let rows = outcomes(run_dir);
+    let count = |status: &str| rows.iter().filter(|r| r.status == status).count() as u64;
+    assert_eq!(count("rejected"), n("rejected"));
+    assert_eq!(count("succeeded"), n("succeeded"));
+    assert_eq!(count("failed"), n("failed"));
+    assert_eq!(count("skipped"), n("skipped"));
+    s
+}
+
+/// The value of `column` in every row of `batches`, as text.
+pub fn column_text(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+        let formatter = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &Default::default()).unwrap();
+        for i in 0..b.num_rows() {
+            out.push(formatter.value(i).to_string());
+        }
+    }
+    out
+}
+
+/// The ids of NDJSON lines.
+pub fn ndjson_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
