@@ -41,7 +41,11 @@ fn duckdb_ids(file: &str, predicate: &str) -> Vec<String> {
         .args(["-c", DUCKDB_SCRIPT, file, predicate])
         .output()
         .expect("running DuckDB");
-    assert!(o.status.success(), "DuckDB failed on {predicate:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "DuckDB failed on {predicate:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout)
         .unwrap()
         .lines()
@@ -52,7 +56,12 @@ fn duckdb_ids(file: &str, predicate: &str) -> Vec<String> {
 
 fn our_ids(file: &str, predicate: &str) -> Vec<String> {
     let o = rehydrate(&["preview", "--from", file, "--where", predicate, "--format", "ndjson"]);
-    assert_eq!(o.status.code(), Some(0), "rehydrate failed on {predicate:?}: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "rehydrate failed on {predicate:?}: {}",
+        stderr(&o)
+    );
     let mut ids = ndjson_ids(&stdout(&o));
     ids.sort();
     ids
@@ -72,16 +81,16 @@ fn our_ids(file: &str, predicate: &str) -> Vec<String> {
     "time >= '2026-03-01T00:00:00Z' AND time < '2026-03-15T00:00:00Z'",
     "time >= TIMESTAMPTZ '2026-03-01 00:00:00+00' AND time < TIMESTAMPTZ '2026-03-15 00:00:00+00'"
 )]
-#[case::time_with_offset(
-    "time < '2026-01-15T09:00:00+09:00'",
-    "time < TIMESTAMPTZ '2026-01-15 00:00:00+00'"
-)]
+#[case::time_with_offset("time < '2026-01-15T09:00:00+09:00'", "time < TIMESTAMPTZ '2026-01-15 00:00:00+00'")]
 #[case::nested_detail_path(
     "detail->'customer'->'address'->>'city' = 'München'",
     "detail->'customer'->'address'->>'city' = 'München'"
 )]
 #[case::detail_number("json_get_float(detail, 'total') > 250", "CAST(detail->>'total' AS DOUBLE) > 250")]
-#[case::detail_boolean("json_get_bool(detail, 'express') = true", "CAST(detail->>'express' AS BOOLEAN) = true")]
+#[case::detail_boolean(
+    "json_get_bool(detail, 'express') = true",
+    "CAST(detail->>'express' AS BOOLEAN) = true"
+)]
 #[case::detail_array_length("json_length(detail->'items') >= 4", "json_array_length(detail->'items') >= 4")]
 #[case::detail_array_element("detail->'items'->0->>'sku' = 'SKU-007'", "detail->'items'->0->>'sku' = 'SKU-007'")]
 #[case::resources_array(
@@ -104,8 +113,14 @@ fn our_ids(file: &str, predicate: &str) -> Vec<String> {
 fn same_ids_as_duckdb(#[case] ours: &str, #[case] duckdb: &str) {
     let file = testdata("events.ndjson");
     let expected = duckdb_ids(&file, duckdb);
-    assert!(!expected.is_empty(), "a case that selects nothing proves nothing: {duckdb}");
-    assert!(expected.len() < 1200, "a case that selects everything proves nothing: {duckdb}");
+    assert!(
+        !expected.is_empty(),
+        "a case that selects nothing proves nothing: {duckdb}"
+    );
+    assert!(
+        expected.len() < 1200,
+        "a case that selects everything proves nothing: {duckdb}"
+    );
     let got = our_ids(&file, ours);
     assert_eq!(got.len(), expected.len(), "{ours}");
     assert_eq!(got, expected, "{ours}");

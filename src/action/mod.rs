@@ -9,13 +9,13 @@ pub mod parquet;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{DataType, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use tokio::sync::mpsc;
 
 use crate::filter::EventKeys;
 use crate::progress::Progress;
-use crate::report::{Outcome, RecorderMsg, Status};
+use crate::report::{BulkOutcome, Outcome, RecorderMsg, Status};
 use crate::Result;
 
 /// What every action is given besides its input.
@@ -47,10 +47,26 @@ impl ActionContext {
         RowKeys::new(batch, self.keys.as_ref())
     }
 
+    /// Sends one outcome for all of `keys`' events without a struct per event.
+    pub fn send_bulk(&self, keys: &RowKeys, status: Status, fill: impl FnOnce(&mut BulkOutcome)) {
+        let mut bulk = BulkOutcome {
+            rows: keys.rows,
+            event_id: keys.id.clone(),
+            origin: keys.origin.clone(),
+            position: keys.position.clone(),
+            status,
+            attempts: 0,
+            error_code: None,
+            error_message: None,
+            latency_ms: None,
+        };
+        fill(&mut bulk);
+        let _ = self.outcomes.send(RecorderMsg::Bulk(bulk));
+    }
+
     /// Reports every row of `batch` as skipped (a dry run).
     pub fn skip_all(&self, batch: &RecordBatch) {
-        let keys = self.keys_of(batch);
-        self.send(keys.outcomes(Status::Skipped, |_| {}));
+        self.send_bulk(&self.keys_of(batch), Status::Skipped, |_| {});
     }
 }
 
@@ -66,10 +82,16 @@ pub struct RowKeys {
 impl RowKeys {
     pub fn new(batch: &RecordBatch, keys: Option<&EventKeys>) -> Self {
         let get = |name: Option<&String>| name.and_then(|n| batch.column_by_name(n).cloned());
+        // Origins repeat (one file name for thousands of rows): a dictionary keeps them small
+        // while the keys wait for their file to commit.
+        let origin = get(keys.map(|k| &k.origin)).map(|a| {
+            let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            arrow::compute::cast(&a, &dict).unwrap_or(a)
+        });
         Self {
             rows: batch.num_rows(),
             id: get(keys.map(|k| &k.id)),
-            origin: get(keys.map(|k| &k.origin)),
+            origin,
             position: get(keys.map(|k| &k.position)),
         }
     }
@@ -105,7 +127,11 @@ impl RowKeys {
 
     /// One outcome per row with `status`; `fill` sets the rest (attempts, errors, latency).
     pub fn outcomes(&self, status: Status, fill: impl Fn(&mut Outcome)) -> Vec<Outcome> {
-        let origin = self.origin.as_ref().and_then(|a| a.as_string_opt::<i32>());
+        let origin_text = self
+            .origin
+            .as_ref()
+            .and_then(|a| arrow::compute::cast(a, &DataType::Utf8).ok());
+        let origin = origin_text.as_ref().and_then(|a| a.as_string_opt::<i32>());
         let position = self.position.as_ref().and_then(|a| a.as_primitive_opt::<UInt64Type>());
         (0..self.rows)
             .map(|row| {

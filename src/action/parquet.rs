@@ -23,12 +23,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{strip_columns, ActionContext, RowKeys};
-use crate::report::{Outcome, Status};
+use crate::report::Status;
 use crate::{Error, Result};
 
 /// The value Hive, Athena and Spark use for a null or empty partition value.
 const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
-const OUTCOME_CHUNK: usize = 8192;
 
 pub struct ParquetPopulate {
     display: String,
@@ -227,24 +226,20 @@ impl OpenFiles<'_> {
 
     fn report(&self, pending: &[(Instant, RowKeys)], result: std::result::Result<(), &Error>) {
         let now = Instant::now();
+        let status = if result.is_ok() {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        };
         for (arrived, keys) in pending {
-            let latency = now.duration_since(*arrived).as_secs_f64() * 1000.0;
-            let status = if result.is_ok() {
-                Status::Succeeded
-            } else {
-                Status::Failed
-            };
-            let outcomes = keys.outcomes(status, |o: &mut Outcome| {
+            self.ctx.send_bulk(keys, status, |o| {
                 o.attempts = 1;
-                o.latency_ms = Some(latency);
+                o.latency_ms = Some(now.duration_since(*arrived).as_secs_f64() * 1000.0);
                 if let Err(e) = result {
                     o.error_code = Some("ParquetWriteFailed".into());
                     o.error_message = Some(e.to_string());
                 }
             });
-            for chunk in outcomes.chunks(OUTCOME_CHUNK) {
-                self.ctx.send(chunk.to_vec());
-            }
         }
     }
 

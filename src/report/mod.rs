@@ -152,6 +152,23 @@ pub fn runs_schema() -> SchemaRef {
 pub enum RecorderMsg {
     Rejections(Vec<Rejection>),
     Outcomes(Vec<Outcome>),
+    /// Many events with one outcome, kept as Arrow arrays: a committed file of a million rows
+    /// costs a few arrays, not a million structs.
+    Bulk(BulkOutcome),
+}
+
+/// The same outcome for every event named by `event_id`, `origin` and `position` (Utf8, Utf8 or
+/// a dictionary of Utf8, UInt64; each may be absent when rows are not events).
+pub struct BulkOutcome {
+    pub rows: usize,
+    pub event_id: Option<ArrayRef>,
+    pub origin: Option<ArrayRef>,
+    pub position: Option<ArrayRef>,
+    pub status: Status,
+    pub attempts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: Option<f64>,
 }
 
 /// Totals the recorder counted, for the summary.
@@ -267,6 +284,7 @@ impl RecorderState {
                     self.push(o)?;
                 }
             }
+            RecorderMsg::Bulk(bulk) => self.write_bulk(bulk)?,
             RecorderMsg::Outcomes(outcomes) => {
                 for o in outcomes {
                     if o.status == Status::Failed {
@@ -291,6 +309,52 @@ impl RecorderState {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn write_bulk(&mut self, b: BulkOutcome) -> Result<()> {
+        if b.rows == 0 {
+            return Ok(());
+        }
+        if b.status == Status::Failed {
+            let msg = format!(
+                "{} events: {}{}",
+                b.rows,
+                b.error_code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+                b.error_message.as_deref().unwrap_or("failed")
+            );
+            self.name_failure(&msg);
+        }
+        self.flush()?;
+        match b.status {
+            Status::Succeeded => self.totals.succeeded += b.rows as u64,
+            Status::Failed => self.totals.failed += b.rows as u64,
+            Status::Rejected => self.totals.rejected += b.rows as u64,
+            Status::Skipped => self.totals.skipped += b.rows as u64,
+        }
+        let rows = b.rows;
+        let column = |a: Option<ArrayRef>, t: &DataType| -> Result<ArrayRef> {
+            Ok(match a {
+                Some(a) if a.data_type() == t => a,
+                Some(a) => arrow::compute::cast(&a, t)?,
+                None => arrow::array::new_null_array(t, rows),
+            })
+        };
+        let repeat = |v: Option<&str>| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v; rows])) };
+        let columns: Vec<ArrayRef> = vec![
+            repeat(Some(&self.run_id)),
+            column(b.event_id, &DataType::Utf8)?,
+            column(b.origin, &DataType::Utf8)?,
+            column(b.position, &DataType::UInt64)?,
+            repeat(Some(&self.target)),
+            repeat(Some(b.status.as_str())),
+            Arc::new(arrow::array::UInt32Array::from(vec![b.attempts; rows])),
+            repeat(b.error_code.as_deref()),
+            repeat(b.error_message.as_deref()),
+            Arc::new(arrow::array::Float64Array::from(vec![b.latency_ms; rows])),
+        ];
+        let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
+        self.writer.write(&batch)?;
         Ok(())
     }
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Runs one filter-to-Parquet job through rehydrate, DuckDB and jq on the same generated NDJSON
+# store and prints each tool's throughput, peak RSS, and rehydrate's ratios against the others.
+#
+#   scripts/bench.sh [SIZE_MB]     (default 2048: a 2 GB store, generated once into bench-data/)
+#
+# jq cannot write Parquet: its leg filters to NDJSON, which flatters it slightly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mb=${1:-2048}
+data=bench-data
+mkdir -p "$data"
+store="$data/events-${size_mb}mb.ndjson"
+
+if [ ! -f "$store" ]; then
+    echo "bench: generating a ${size_mb} MB NDJSON store in $store" >&2
+    # 100,000 distinct events (~40 MB), repeated with fresh ids until the size is reached.
+    [ -f "$data/base.ndjson" ] || python3 scripts/gen_events.py --ndjson 100000 > "$data/base.ndjson"
+    python3 - "$data/base.ndjson" "$store" "$size_mb" <<'PY'
+import sys
+base, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3]) << 20
+lines = open(base, "rb").read().splitlines(keepends=True)
+written, copy = 0, 0
+with open(out + ".tmp", "wb") as f:
+    while written < size:
+        prefix = b'{"version":"0","id":"c%04d-' % copy
+        chunk = b"".join(prefix + l[len(b'{"version":"0","id":"'):] for l in lines)
+        f.write(chunk)
+        written += len(chunk)
+        copy += 1
+import os
+os.replace(out + ".tmp", out)
+PY
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import duckdb' 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+command -v jq >/dev/null || { echo "bench: jq is needed (apt-get install jq)" >&2; exit 1; }
+
+cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-target}/release/rehydrate"
+
+bytes=$(stat -c %s "$store")
+events=$(wc -l < "$store")
+out="$data/out"
+rm -rf "$out"; mkdir -p "$out"
+
+# The job: placed orders over 100 EUR, every envelope column, written as zstd Parquet.
+ours_where="detail_type = 'OrderPlaced' AND json_get_float(detail, 'total') > 100"
+duck_where="\"detail-type\" = 'OrderPlaced' AND CAST(detail->>'total' AS DOUBLE) > 100"
+jq_filter='select(.["detail-type"] == "OrderPlaced" and .detail.total > 100)'
+
+measure() { # name, command...: prints "seconds peak_rss_kb"
+    local name=$1; shift
+    sync
+    /usr/bin/time -f "%e %M" -o "$data/time.$name" "$@" > "$data/stdout.$name" 2> "$data/stderr.$name" || {
+        echo "bench: $name failed:" >&2; tail -5 "$data/stderr.$name" >&2; exit 1; }
+    cat "$data/time.$name"
+}
+
+read -r t_ours rss_ours < <(measure rehydrate "$bin" populate parquet --from "$store" --where "$ours_where" \
+    --to "$out/rehydrate" --report-dir "$data/runs" --output json)
+read -r t_duck rss_duck < <(measure duckdb .venv/bin/python -c "
+import duckdb, sys
+con = duckdb.connect()
+con.execute(\"SET TimeZone = 'UTC'\")
+cols = {'version':'VARCHAR','id':'VARCHAR','detail-type':'VARCHAR','source':'VARCHAR','account':'VARCHAR','time':'TIMESTAMPTZ','region':'VARCHAR','resources':'VARCHAR[]','detail':'JSON'}
+con.execute(f\"COPY (SELECT * FROM read_json('$store', format='newline_delimited', columns={cols!r}) WHERE $duck_where) TO '$out/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)\")
+")
+read -r t_jq rss_jq < <(measure jq sh -c "jq -c '$jq_filter' '$store' > '$out/jq.ndjson'")
+
+count() { .venv/bin/python -c "import duckdb; print(duckdb.sql(\"$1\").fetchone()[0])"; }
+n_ours=$(count "SELECT count(*) FROM read_parquet('$out/rehydrate/*.parquet')")
+n_duck=$(count "SELECT count(*) FROM read_parquet('$out/duckdb.parquet')")
+n_jq=$(wc -l < "$out/jq.ndjson")
+
+python3 - "$bytes" "$events" "$t_ours" "$rss_ours" "$n_ours" "$t_duck" "$rss_duck" "$n_duck" "$t_jq" "$rss_jq" "$n_jq" "$(nproc)" <<'PY'
+import sys
+b, ev = int(sys.argv[1]), int(sys.argv[2])
+rows = [("rehydrate", *sys.argv[3:6]), ("duckdb", *sys.argv[6:9]), ("jq", *sys.argv[9:12])]
+print(f"store: {b / 2**20:,.0f} MB, {ev:,} events; job: OrderPlaced with total > 100 -> Parquet (jq: NDJSON); {sys.argv[12]} cores")
+print(f"{'tool':<10} {'seconds':>8} {'MB/s':>8} {'events/s':>12} {'peak RSS MB':>12} {'rows out':>10}")
+t = {}
+for name, secs, rss, n in rows:
+    secs = float(secs); t[name] = secs
+    print(f"{name:<10} {secs:>8.1f} {b / 2**20 / secs:>8.1f} {ev / secs:>12,.0f} {int(rss) / 1024:>12.0f} {int(n):>10,}")
+print(f"throughput ratio rehydrate/DuckDB: {t['duckdb'] / t['rehydrate']:.2f}x")
+print(f"throughput ratio rehydrate/jq:     {t['jq'] / t['rehydrate']:.2f}x")
+counts = {r[0]: int(r[3]) for r in rows}
+if len(set(counts.values())) != 1:
+    print(f"WARNING: the tools selected different row counts: {counts}")
+PY
