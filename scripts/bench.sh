@@ -62,13 +62,17 @@ measure() { # name, command...: prints "seconds peak_rss_kb"
 
 read -r t_ours rss_ours < <(measure rehydrate "$bin" populate parquet --from "$store" --where "$ours_where" \
     --to "$out/rehydrate" --report-dir "$data/runs" --output json)
-read -r t_duck rss_duck < <(measure duckdb .venv/bin/python -c "
-import duckdb, sys
+cat > "$data/duckdb_job.py" <<'PY'
+import sys, duckdb
+store, where, out = sys.argv[1:4]
 con = duckdb.connect()
-con.execute(\"SET TimeZone = 'UTC'\")
-cols = {'version':'VARCHAR','id':'VARCHAR','detail-type':'VARCHAR','source':'VARCHAR','account':'VARCHAR','time':'TIMESTAMPTZ','region':'VARCHAR','resources':'VARCHAR[]','detail':'JSON'}
-con.execute(f\"COPY (SELECT * FROM read_json('$store', format='newline_delimited', columns={cols!r}) WHERE $duck_where) TO '$out/duckdb.parquet' (FORMAT parquet, COMPRESSION zstd)\")
-")
+con.execute("SET TimeZone = 'UTC'")
+cols = {'version': 'VARCHAR', 'id': 'VARCHAR', 'detail-type': 'VARCHAR', 'source': 'VARCHAR', 'account': 'VARCHAR',
+        'time': 'TIMESTAMPTZ', 'region': 'VARCHAR', 'resources': 'VARCHAR[]', 'detail': 'JSON'}
+con.execute(f"COPY (SELECT * FROM read_json('{store}', format='newline_delimited', columns={cols!r}) "
+            f"WHERE {where}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+PY
+read -r t_duck rss_duck < <(measure duckdb .venv/bin/python "$data/duckdb_job.py" "$store" "$duck_where" "$out/duckdb.parquet")
 read -r t_jq rss_jq < <(measure jq sh -c "jq -c '$jq_filter' '$store' > '$out/jq.ndjson'")
 
 count() { .venv/bin/python -c "import duckdb; print(duckdb.sql(\"$1\").fetchone()[0])"; }

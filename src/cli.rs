@@ -158,7 +158,7 @@ pub struct ParquetArgs {
     #[arg(long, value_delimiter = ',', value_name = "COLS")]
     pub partition_by: Vec<String>,
     /// Start a new file after this many rows.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    #[arg(long, default_value_t = 500_000, value_name = "N")]
     pub max_rows_per_file: usize,
     #[command(flatten)]
     pub run: RunArgs,

@@ -203,6 +203,56 @@ struct RawEnvelope<'a> {
     detail: Option<&'a RawValue>,
 }
 
+/// The common case, decoded in one pass: every field of the expected type, strings borrowed
+/// from the record. Anything unusual (a numeric id, a string detail, a null, a wrong type) fails
+/// here and goes through [`RawEnvelope`], which accepts the variants and explains rejections.
+#[derive(Deserialize)]
+struct FastEnvelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "detail-type")]
+    detail_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    account: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    region: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    resources: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+}
+
+impl<'a> FastEnvelope<'a> {
+    /// The decoded event, or `None` when the slow path must decide.
+    fn decode(self) -> Option<Decoded<'a>> {
+        let detail = self.detail?.get();
+        if !detail.starts_with('{') || detail.contains(['\n', '\r']) {
+            return None;
+        }
+        let time_ms = match self.time {
+            Some(t) => Some(parse_time(&t).ok()?),
+            None => None,
+        };
+        Some(Decoded {
+            id: self.id,
+            source: self.source?,
+            detail_type: self.detail_type?,
+            time_ms,
+            account: self.account,
+            region: self.region,
+            version: self.version,
+            resources: self.resources.unwrap_or_default(),
+            detail: Cow::Borrowed(detail),
+        })
+    }
+}
+
 /// One decoded event, borrowing from the record where it can.
 struct Decoded<'a> {
     id: Option<Cow<'a, str>>,
@@ -276,10 +326,16 @@ impl BatchDecoder {
         }
         let text = std::str::from_utf8(record).map_err(|e| format!("not UTF-8: {e}"))?;
         let decoded = match &self.map {
-            None => {
-                let raw: RawEnvelope = serde_json::from_str(text).map_err(json_error)?;
-                decode_raw(raw)?
-            }
+            None => match serde_json::from_str::<FastEnvelope>(text)
+                .ok()
+                .and_then(FastEnvelope::decode)
+            {
+                Some(decoded) => decoded,
+                None => {
+                    let raw: RawEnvelope = serde_json::from_str(text).map_err(json_error)?;
+                    decode_raw(raw)?
+                }
+            },
             Some(map) => {
                 let value: Value = serde_json::from_str(text).map_err(json_error)?;
                 let owned = decode_mapped(&value, map)?;

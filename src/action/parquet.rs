@@ -190,7 +190,12 @@ impl OpenFiles<'_> {
             path = path.join(part);
         }
         let path = path.join(name.as_str());
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder();
+        // Ids and JSON documents almost never repeat: trying a dictionary first only costs time.
+        for column in [crate::event::ID, crate::event::DETAIL] {
+            props = props.set_column_dictionary_enabled(column.into(), false);
+        }
+        let props = props
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
             .set_max_row_group_row_count(Some(p.row_group_size))
             .set_created_by(format!("rehydrate {}", env!("CARGO_PKG_VERSION")))

@@ -205,8 +205,11 @@ impl Recorder {
             path: partial.clone(),
             message: e.to_string(),
         })?;
+        // Small row groups: the writer holds a whole row group in memory until it is full.
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+            .set_max_row_group_row_count(Some(64 * 1024))
+            .set_column_dictionary_enabled("event_id".into(), false)
             .build();
         let writer = ArrowWriter::try_new(file, outcomes_schema(), Some(props))?;
         let mut state = RecorderState {

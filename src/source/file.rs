@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use futures::stream::{BoxStream, StreamExt};
+
 use tokio::sync::mpsc;
 
 use super::{Decoded, Input, Rejection, SourceSpec, SourceStats};
@@ -49,27 +50,55 @@ impl Chunk {
 }
 
 /// Streams the inputs of `spec` as decoded batches, in input order.
+///
+/// The reader thread hands chunks round-robin to `parallelism` decode threads, and the stream
+/// takes results from them in the same round-robin order, so order is kept without a reorder
+/// buffer. Each channel holds one chunk: memory is bounded by about `3 × parallelism` chunks.
+/// (Fixed threads rather than tokio's blocking pool: each allocating thread costs the allocator
+/// an arena, and a pool of short-lived threads costs many.)
 pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) -> BoxStream<'static, Result<Decoded>> {
     let parallelism = parallelism.max(1);
-    let (tx, rx) = mpsc::channel::<Result<Chunk>>(parallelism * 2);
+    let mut to_workers = Vec::with_capacity(parallelism);
+    let mut from_workers = Vec::with_capacity(parallelism);
+    for i in 0..parallelism {
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
+        let (done_tx, done_rx) = mpsc::channel::<Result<Decoded>>(1);
+        let map = spec.map.clone();
+        let stats = stats.clone();
+        std::thread::Builder::new()
+            .name(format!("rehydrate-decode-{i}"))
+            .spawn(move || {
+                for chunk in chunk_rx {
+                    let decoded = chunk.map(|c| decode_chunk(c, map.clone(), &stats));
+                    if done_tx.blocking_send(decoded).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning a decode thread");
+        to_workers.push(chunk_tx);
+        from_workers.push(done_rx);
+    }
+
     let inputs = spec.inputs.clone();
     let batch_size = spec.batch_size;
-    let reader_stats = stats.clone();
     std::thread::Builder::new()
         .name("rehydrate-read".into())
         .spawn(move || {
+            let mut out = ChunkSender {
+                workers: &to_workers,
+                next: 0,
+                batch_size,
+                chunk: Chunk::new(&Arc::from("")),
+            };
             for input in &inputs {
-                reader_stats.files.fetch_add(1, Ordering::Relaxed);
-                let mut reader = ChunkSender {
-                    tx: &tx,
-                    batch_size,
-                    chunk: Chunk::new(&Arc::from(input.origin())),
-                };
-                match read_input(input, &reader_stats, &mut reader) {
+                stats.files.fetch_add(1, Ordering::Relaxed);
+                out.chunk = Chunk::new(&Arc::from(input.origin()));
+                match read_input(input, &stats, &mut out) {
                     Ok(true) => {}
                     Ok(false) => return, // the consumer has gone
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
+                        out.send(Err(e));
                         return;
                     }
                 }
@@ -77,20 +106,12 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
         })
         .expect("spawning the reader thread");
 
-    let map = spec.map.clone();
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
-        .map(move |chunk| {
-            let map = map.clone();
-            let stats = stats.clone();
-            async move {
-                let chunk = chunk?;
-                tokio::task::spawn_blocking(move || decode_chunk(chunk, map, &stats))
-                    .await
-                    .map_err(|e| Error::Internal(format!("decoder task failed: {e}")))
-            }
-        })
-        .buffered(parallelism)
-        .boxed()
+    futures::stream::unfold((from_workers, 0usize), |(mut workers, next)| async move {
+        let item = workers[next].recv().await?;
+        let following = (next + 1) % workers.len();
+        Some((item, (workers, following)))
+    })
+    .boxed()
 }
 
 fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats) -> Decoded {
@@ -116,9 +137,10 @@ fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats) -
     }
 }
 
-/// Collects records into chunks and hands full chunks to the decoders.
+/// Collects records into chunks and hands full chunks to the decoders, round-robin.
 struct ChunkSender<'a> {
-    tx: &'a mpsc::Sender<Result<Chunk>>,
+    workers: &'a [std::sync::mpsc::SyncSender<Result<Chunk>>],
+    next: usize,
     batch_size: usize,
     chunk: Chunk,
 }
@@ -147,7 +169,14 @@ impl ChunkSender<'_> {
         }
         let next = Chunk::new(&self.chunk.origin);
         let full = std::mem::replace(&mut self.chunk, next);
-        self.tx.blocking_send(Ok(full)).is_ok()
+        self.send(Ok(full))
+    }
+
+    /// Sends to the next decoder in turn; false when the consumer has gone.
+    fn send(&mut self, item: Result<Chunk>) -> bool {
+        let ok = self.workers[self.next].send(item).is_ok();
+        self.next = (self.next + 1) % self.workers.len();
+        ok
     }
 }
 
