@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::action::eventbridge::EventBridgeReplay;
+use crate::action::lambda::{Invocation, LambdaInvoke};
 use crate::action::parquet::ParquetPopulate;
+use crate::action::policy::{RateLimiter, RetryPolicy};
 use crate::action::Action;
+use crate::aws::{self, AwsArgs};
 use crate::event::{self, FieldMap};
 use crate::filter::FilterSpec;
 use crate::report::query::TableFormat;
@@ -57,6 +61,16 @@ pub struct Cli {
 pub enum Command {
     /// Show what a filter selects, without actioning anything.
     Preview(PreviewArgs),
+    /// Put the selected events back onto an EventBridge bus (PutEvents), marked as replays.
+    #[command(
+        after_help = "Examples:\n  rehydrate replay --from testdata/events.ndjson --where \"source = 'com.shop.orders'\" --bus orders-rebuild --dry-run\n  rehydrate replay --from export/ --since 2026-03-01 --bus arn:aws:events:eu-west-1:123456789012:event-bus/rebuild --rate 500"
+    )]
+    Replay(ReplayArgs),
+    /// Call a Lambda function with each selected event, as an EventBridge rule would deliver it.
+    #[command(
+        after_help = "Examples:\n  rehydrate invoke --from testdata/events.ndjson --where \"source = 'com.shop.orders'\" --function orders-projector\n  rehydrate invoke --from export/ --function orders-projector --ordering-key \"detail->>'orderId'\" --concurrency 8"
+    )]
+    Invoke(InvokeArgs),
     /// Write the selected events (or a SQL projection of them) into a store.
     #[command(subcommand)]
     Populate(PopulateTarget),
@@ -164,6 +178,100 @@ pub struct ParquetArgs {
     pub run: RunArgs,
 }
 
+/// How hard to push an AWS target.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Attempts per event (the first included) for throttling and other retryable errors.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_attempts: u32,
+    /// At most this many events per second.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+}
+
+impl SendArgs {
+    fn policy(&self) -> Result<(RetryPolicy, Option<Arc<RateLimiter>>)> {
+        if self.max_attempts == 0 {
+            return Err(Error::usage("--max-attempts must be at least 1"));
+        }
+        let rate = match self.rate {
+            Some(r) if !(r > 0.0) => return Err(Error::usage("--rate must be a positive number of events per second")),
+            Some(r) => Some(Arc::new(RateLimiter::new(r))),
+            None => None,
+        };
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts,
+            ..RetryPolicy::default()
+        };
+        Ok((retry, rate))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The target event bus: a name or an ARN. Use a bus of its own to keep replays away from live rules.
+    #[arg(long, value_name = "NAME|ARN")]
+    pub bus: String,
+    /// Replace every event's source (e.g. to keep replays apart from live traffic by source).
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub source_override: Option<String>,
+    /// Replace every event's detail-type.
+    #[arg(long = "detail-type", value_name = "TYPE")]
+    pub detail_type_override: Option<String>,
+    /// Do not add the replay marker resource (arn:aws:rehydrate:::run/<run-id>).
+    #[arg(long)]
+    pub no_marker: bool,
+    /// PutEvents requests in flight.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The function: a name, an ARN, or name:alias.
+    #[arg(long, value_name = "NAME|ARN")]
+    pub function: String,
+    #[arg(long, value_enum, default_value_t = Invocation::RequestResponse)]
+    pub invocation_type: Invocation,
+    /// Sort all selected events by time before invoking (spills to disk for large stores).
+    #[arg(long, value_enum, value_name = "COLUMN")]
+    pub order_by: Option<OrderBy>,
+    /// A SQL expression (e.g. "detail->>'orderId'"): events with the same value are invoked in order, keys in parallel.
+    #[arg(long, value_name = "SQL")]
+    pub ordering_key: Option<String>,
+    /// Invocations in flight [default: 1: one at a time, in order].
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub concurrency: usize,
+    /// With an ordering key, keep invoking a key's later events after one of them failed.
+    #[arg(long)]
+    pub continue_on_error: bool,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrderBy {
+    Time,
+}
+
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A SELECT over `runs` and `outcomes`.
@@ -225,22 +333,86 @@ impl FilterArgs {
             query,
             since,
             until,
+            ..FilterSpec::default()
         })
+    }
+}
+
+impl RunArgs {
+    fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action) -> RunSpec {
+        RunSpec {
+            source,
+            filter,
+            action,
+            dry_run: self.dry_run,
+            report_dir: self.report_dir.clone(),
+            dead_letter: self.dead_letter.clone(),
+            output: self.output,
+        }
+    }
+}
+
+impl ReplayArgs {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
+        let (retry, rate) = self.send.policy()?;
+        if self.concurrency == 0 {
+            return Err(Error::usage("--concurrency must be at least 1"));
+        }
+        let source = self.source.to_spec()?;
+        let filter = self.filter.to_spec()?;
+        let config = aws::load(&self.aws).await;
+        let replay = EventBridgeReplay {
+            client: aws_sdk_eventbridge::Client::new(&config),
+            bus: self.bus.clone(),
+            source_override: self.source_override.clone(),
+            detail_type_override: self.detail_type_override.clone(),
+            marker: !self.no_marker,
+            retry,
+            concurrency: self.concurrency,
+            rate,
+        };
+        Ok(self.run.apply(source, filter, Action::Replay(Arc::new(replay))))
+    }
+}
+
+impl InvokeArgs {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
+        let (retry, rate) = self.send.policy()?;
+        if self.concurrency == 0 {
+            return Err(Error::usage("--concurrency must be at least 1"));
+        }
+        let source = self.source.to_spec()?;
+        let mut filter = self.filter.to_spec()?;
+        if filter.query.is_some() && (self.order_by.is_some() || self.ordering_key.is_some()) {
+            return Err(Error::usage(
+                "--order-by and --ordering-key work with --where, not --query",
+            ));
+        }
+        filter.order_by_time = self.order_by == Some(OrderBy::Time);
+        filter.ordering_key = self.ordering_key.clone();
+        let config = aws::load(&self.aws).await;
+        let invoke = LambdaInvoke {
+            client: aws_sdk_lambda::Client::new(&config),
+            function: self.function.clone(),
+            invocation: self.invocation_type,
+            ordered_by_key: self.ordering_key.is_some(),
+            continue_on_error: self.continue_on_error,
+            retry,
+            concurrency: self.concurrency,
+            rate,
+        };
+        Ok(self.run.apply(source, filter, Action::Invoke(Arc::new(invoke))))
     }
 }
 
 impl ParquetArgs {
     pub fn to_spec(&self) -> Result<RunSpec> {
         let populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
-        Ok(RunSpec {
-            source: self.source.to_spec()?,
-            filter: self.filter.to_spec()?,
-            action: Action::Parquet(Arc::new(populate)),
-            dry_run: self.run.dry_run,
-            report_dir: self.run.report_dir.clone(),
-            dead_letter: self.run.dead_letter.clone(),
-            output: self.run.output,
-        })
+        Ok(self.run.apply(
+            self.source.to_spec()?,
+            self.filter.to_spec()?,
+            Action::Parquet(Arc::new(populate)),
+        ))
     }
 }
 

@@ -666,6 +666,34 @@ impl<'b> EnvelopeReader<'b> {
         self.batch.column_by_name(name).unwrap().as_string::<i32>()
     }
 
+    pub fn source(&self, row: usize) -> &str {
+        self.str_col(SOURCE).value(row)
+    }
+
+    pub fn detail_type(&self, row: usize) -> &str {
+        self.str_col(DETAIL_TYPE).value(row)
+    }
+
+    pub fn detail(&self, row: usize) -> &str {
+        self.str_col(DETAIL).value(row)
+    }
+
+    pub fn time_ms(&self, row: usize) -> Option<i64> {
+        let t = self
+            .batch
+            .column_by_name(TIME)
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        t.is_valid(row).then(|| t.value(row))
+    }
+
+    pub fn resources(&self, row: usize) -> Vec<String> {
+        let list = self.batch.column_by_name(RESOURCES).unwrap().as_list::<i32>();
+        let items = list.value(row);
+        let items = items.as_string::<i32>();
+        items.iter().flatten().map(str::to_owned).collect()
+    }
+
     /// The event in `row` as EventBridge delivers it to a target: `detail` as an object.
     pub fn envelope_json(&self, row: usize) -> String {
         let mut out = String::with_capacity(512);

@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin shell over [`run`]; everything here is usable from tests.
 
 pub mod action;
+pub mod aws;
 pub mod cli;
 pub mod error;
 pub mod event;

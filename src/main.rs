@@ -33,6 +33,8 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             run::preview(args.source.to_spec()?, args.filter.to_spec()?, args.limit, args.format).await
         }
         Command::Populate(PopulateTarget::Parquet(args)) => run::execute(args.to_spec()?).await,
+        Command::Replay(args) => run::execute(args.to_spec().await?).await,
+        Command::Invoke(args) => run::execute(args.to_spec().await?).await,
         Command::Report(args) => {
             report::query::run(&args.sql, &args.report_dir, args.format).await?;
             Ok(0)

@@ -4,7 +4,10 @@
 //! Policy shared by every action (dry runs, tracing rows back to events, helper columns) lives
 //! here; each target is one file.
 
+pub mod eventbridge;
+pub mod lambda;
 pub mod parquet;
+pub mod policy;
 
 use std::sync::Arc;
 
@@ -163,6 +166,8 @@ pub fn strip_columns(batch: &RecordBatch, names: &[String]) -> Result<RecordBatc
 /// The actions rehydrate can take.
 pub enum Action {
     Parquet(Arc<parquet::ParquetPopulate>),
+    Replay(Arc<eventbridge::EventBridgeReplay>),
+    Invoke(Arc<lambda::LambdaInvoke>),
 }
 
 impl Action {
@@ -170,12 +175,16 @@ impl Action {
     pub fn target(&self) -> String {
         match self {
             Action::Parquet(p) => p.target(),
+            Action::Replay(r) => r.target(),
+            Action::Invoke(i) => i.target(),
         }
     }
 
     pub fn command(&self) -> &'static str {
         match self {
             Action::Parquet(_) => "populate parquet",
+            Action::Replay(_) => "replay",
+            Action::Invoke(_) => "invoke",
         }
     }
 
@@ -183,6 +192,8 @@ impl Action {
     pub async fn run(&self, input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
         match self {
             Action::Parquet(p) => p.run(input, ctx).await,
+            Action::Replay(r) => r.run(input, ctx).await,
+            Action::Invoke(i) => i.run(input, ctx).await,
         }
     }
 }

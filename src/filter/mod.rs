@@ -40,6 +40,10 @@ pub struct FilterSpec {
     pub since: Option<i64>,
     /// Exclusive upper bound on `time`, UTC ms.
     pub until: Option<i64>,
+    /// Sort the selection by `time` first (DataFusion's sort, spilling to disk when large).
+    pub order_by_time: bool,
+    /// A SQL expression whose value groups events that must stay in order (`--ordering-key`).
+    pub ordering_key: Option<String>,
 }
 
 impl fmt::Display for FilterSpec {
@@ -86,7 +90,7 @@ impl Selection {
     /// True when the output rows are whole events (no `--query`), so they can be turned back
     /// into EventBridge envelopes.
     pub fn is_whole_events(&self) -> bool {
-        self.helper_columns.is_empty() && self.keys.as_ref().is_some_and(|k| k.id == event::ID)
+        self.keys.as_ref().is_some_and(|k| k.id == event::ID)
     }
 }
 
@@ -94,12 +98,17 @@ impl Selection {
 /// the PostgreSQL dialect so that `detail->>'a' = 'x'` parses as users expect, and the JSON
 /// functions of datafusion-functions-json.
 pub fn session(batch_size: usize) -> Result<SessionContext> {
+    // A bounded memory pool makes a large sort (--order-by time) spill to disk instead of
+    // holding the whole store.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(256 << 20, 1.0)
+        .build_arc()?;
     let config = SessionConfig::new()
         .with_target_partitions(1)
         .with_batch_size(batch_size)
         .with_information_schema(false)
         .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
-    let mut ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
     datafusion_functions_json::register_all(&mut ctx)?;
     Ok(ctx)
 }
@@ -193,14 +202,32 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
     }
 
     let df = ctx.table("events").await?;
-    let df = match &spec.where_ {
+    let mut df = match &spec.where_ {
         Some(w) => filter_where(ctx, df, w).await?,
         None => df,
     };
+    let mut helper_columns = vec![];
+    if spec.order_by_time {
+        // Source order breaks ties, so the order is the same on every run.
+        df = df.sort(vec![
+            col(event::TIME).sort(true, true),
+            col(event::ORIGIN).sort(true, true),
+            col(event::POSITION).sort(true, true),
+        ])?;
+    }
+    if let Some(key) = &spec.ordering_key {
+        let expr = ctx
+            .parse_sql_expr(key, df.schema())
+            .map_err(|e| sql_error("--ordering-key", e))?;
+        df = df
+            .with_column(crate::action::lambda::ORDERING_KEY, expr)
+            .map_err(|e| sql_error("--ordering-key", e))?;
+        helper_columns.push(crate::action::lambda::ORDERING_KEY.to_owned());
+    }
     Ok(Selection {
         df,
         keys: Some(whole_events()),
-        helper_columns: vec![],
+        helper_columns,
     })
 }
 

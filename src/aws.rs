@@ -1,0 +1,45 @@
+//! The one place that loads AWS configuration for every client: the standard credential chain,
+//! `--region` / `AWS_REGION`, `--profile` / `AWS_PROFILE`, and `--endpoint-url` /
+//! `AWS_ENDPOINT_URL` (how the tests reach the local emulators).
+//!
+//! The SDK's own retries are turned off: rehydrate retries per event (only the failed entries of
+//! a batch) and counts every attempt in `outcomes`, which SDK-level retries would hide.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use clap::Args;
+
+/// Flags shared by every command that talks to AWS.
+#[derive(Debug, Clone, Args)]
+pub struct AwsArgs {
+    /// AWS region [default: from AWS_REGION or the profile].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config [default: AWS_PROFILE or default].
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Send requests to this endpoint instead of AWS (e.g. a local emulator) [env: AWS_ENDPOINT_URL].
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Loads the shared SDK configuration.
+pub async fn load(args: &AwsArgs) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(RetryConfig::disabled());
+    if let Some(region) = &args.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &args.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &args.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}

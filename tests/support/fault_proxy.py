@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy for tests (not shipped): it forwards real requests to an
+emulator and, at a seeded rate, answers some of them with the faults no emulator produces.
+
+    fault_proxy.py --upstream http://127.0.0.1:5000 --rate 0.2 --seed 7 --log faults.ndjson
+
+Prints the port it listens on (loopback, a free port) as its first line of stdout.
+
+Faults, chosen uniformly among those that fit the request:
+- throttle     answer 400 ThrottlingException (PutEvents) / 429 TooManyRequestsException
+               (Lambda Invoke) without forwarding;
+- error        answer 500 InternalFailure / ServiceException without forwarding;
+- partial      PutEvents only: forward a random subset of the entries and answer the others
+               with ErrorCode ThrottlingException, as EventBridge does (FailedEntryCount > 0);
+               the withheld entries never reach the emulator;
+- drop_before  close the connection without forwarding;
+- drop_after   forward, then close the connection without answering: the request took effect
+               but the caller cannot know, so its retry is a duplicate no client can avoid.
+
+Each request is logged as one JSON line: {"fault": ..., "target": ..., "forwarded": [...]},
+where "forwarded" lists what reached the emulator (PutEvents entries' Detail+Time+DetailType,
+or the Invoke payload's id) so tests can tell unavoidable duplicates (drop_after) from real ones.
+"""
+import argparse
+import http.client
+import json
+import random
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--upstream", required=True)
+    ap.add_argument("--rate", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--log", required=True)
+    args = ap.parse_args()
+    upstream = urllib.parse.urlsplit(args.upstream)
+    rng = random.Random(args.seed)
+    lock = threading.Lock()
+    log = open(args.log, "a", buffering=1)
+
+    def decide(choices):
+        with lock:
+            if rng.random() >= args.rate:
+                return None
+            return rng.choice(choices)
+
+    def record(entry):
+        with lock:
+            log.write(json.dumps(entry) + "\n")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def forward(self, body):
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            headers["Content-Length"] = str(len(body))
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            out = (resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS], data)
+            conn.close()
+            return out
+
+        def reply(self, status, headers, data):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def drop(self):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+
+        def do_GET(self):
+            self.reply(*self.forward(b""))
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            target = self.headers.get("X-Amz-Target", "")
+            if target.endswith("PutEvents"):
+                return self.put_events(body)
+            if "/functions/" in self.path and self.path.endswith("/invocations"):
+                return self.invoke(body)
+            self.reply(*self.forward(body))
+
+        def put_events(self, body):
+            entries = json.loads(body)["Entries"]
+            ident = lambda e: [e.get("DetailType"), e.get("Time"), e.get("Detail")]
+            fault = decide(["throttle", "error", "partial", "partial", "drop_before", "drop_after"])
+            json_headers = [("Content-Type", "application/x-amz-json-1.1")]
+            if fault == "throttle":
+                record({"fault": fault, "target": "PutEvents", "forwarded": []})
+                return self.reply(400, json_headers, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode())
+            if fault == "error":
+                record({"fault": fault, "target": "PutEvents", "forwarded": []})
+                return self.reply(500, json_headers, json.dumps({"__type": "InternalFailure", "message": "injected"}).encode())
+            if fault == "drop_before":
+                record({"fault": fault, "target": "PutEvents", "forwarded": []})
+                return self.drop()
+            if fault == "partial" and len(entries) > 0:
+                with lock:
+                    keep = sorted(rng.sample(range(len(entries)), rng.randint(0, len(entries) - 1)))
+                sent = [entries[i] for i in keep]
+                status, headers, data = self.forward(json.dumps({"Entries": sent}).encode()) if sent else (200, json_headers, b'{"Entries":[],"FailedEntryCount":0}')
+                results = json.loads(data)["Entries"] if status == 200 else []
+                merged, it = [], iter(results)
+                for i in range(len(entries)):
+                    if i in keep:
+                        merged.append(next(it))
+                    else:
+                        merged.append({"ErrorCode": "ThrottlingException", "ErrorMessage": "injected partial failure"})
+                failed = sum(1 for e in merged if "ErrorCode" in e)
+                record({"fault": fault, "target": "PutEvents", "forwarded": [ident(e) for e in sent]})
+                return self.reply(200, json_headers, json.dumps({"Entries": merged, "FailedEntryCount": failed}).encode())
+            status, headers, data = self.forward(body)
+            record({"fault": fault or "none", "target": "PutEvents", "forwarded": [ident(e) for e in entries]})
+            if fault == "drop_after":
+                return self.drop()
+            self.reply(status, headers, data)
+
+        def invoke(self, body):
+            try:
+                event_id = json.loads(body).get("id")
+            except ValueError:
+                event_id = None
+            fault = decide(["throttle", "error", "drop_before", "drop_after"])
+            json_headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "")]
+            if fault == "throttle":
+                record({"fault": fault, "target": "Invoke", "forwarded": []})
+                headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "TooManyRequestsException")]
+                return self.reply(429, headers, json.dumps({"Type": "User", "message": "Rate exceeded", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"}).encode())
+            if fault == "error":
+                record({"fault": fault, "target": "Invoke", "forwarded": []})
+                headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ServiceException")]
+                return self.reply(500, headers, json.dumps({"message": "injected"}).encode())
+            if fault == "drop_before":
+                record({"fault": fault, "target": "Invoke", "forwarded": []})
+                return self.drop()
+            status, headers, data = self.forward(body)
+            record({"fault": fault or "none", "target": "Invoke", "forwarded": [event_id]})
+            if fault == "drop_after":
+                return self.drop()
+            self.reply(status, headers, data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

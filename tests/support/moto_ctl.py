@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Test-bed control for a moto server: create what a test needs and read back what arrived.
+
+    moto_ctl.py ENDPOINT replay-target BUS QUEUE     -> prints the queue URL
+    moto_ctl.py ENDPOINT drain QUEUE_URL N SECONDS   -> prints up to N message bodies (NDJSON)
+    moto_ctl.py ENDPOINT function NAME               -> a Docker-less function that echoes
+    moto_ctl.py ENDPOINT queue-results JSON_LIST     -> results for the next invocations
+    moto_ctl.py ENDPOINT recording start|get         -> moto's request recorder
+
+Moto quirks worked around here (seen on moto 5.2.5):
+- Lambda runs without Docker only after POST /moto-api/config {"lambda":{"use_docker":false}},
+  and only for functions created after that switch; such functions echo their payload.
+- A rule whose target is a Lambda makes PutEvents fail with HTTP 500, so replays are observed
+  through an SQS target; delivery to SQS slows as the queue fills, so drain as you go.
+- Messages delivered to SQS lack `account`.
+"""
+import io
+import json
+import sys
+import time
+import urllib.request
+import zipfile
+
+import boto3
+
+REGION = "eu-west-1"
+
+
+def client(endpoint, name):
+    return boto3.client(name, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def moto_api(endpoint, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(endpoint + path, data=data, method="POST" if data is not None else "GET")
+    return urllib.request.urlopen(req).read()
+
+
+def replay_target(endpoint, bus, queue):
+    eb, sqs = client(endpoint, "events"), client(endpoint, "sqs")
+    eb.create_event_bus(Name=bus)
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # The rule matches replays by their marker resource: what a rule on a rebuild bus would do.
+    eb.put_rule(Name=f"{bus}-replays", EventBusName=bus,
+                EventPattern=json.dumps({"resources": [{"prefix": "arn:aws:rehydrate:"}]}))
+    eb.put_targets(Rule=f"{bus}-replays", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+    print(url)
+
+
+def drain(endpoint, url, n, seconds):
+    sqs = client(endpoint, "sqs")
+    bodies, deadline, quiet = [], time.time() + seconds, 0
+    while len(bodies) < n and time.time() < deadline:
+        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        msgs = resp.get("Messages", [])
+        for m in msgs:
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    # A short extra wait catches duplicates that would arrive after the expected count.
+    end = time.time() + 2
+    while time.time() < end:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in msgs:
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    for b in bodies:
+        print(json.dumps(json.loads(b), ensure_ascii=False))
+
+
+def function(endpoint, name):
+    moto_api(endpoint, "/moto-api/config", {"lambda": {"use_docker": False}})
+    iam = client(endpoint, "iam")
+    try:
+        role = iam.create_role(RoleName="rehydrate-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        role = iam.get_role(RoleName="rehydrate-test")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.py", "def handler(event, context):\n    return event\n")
+    client(endpoint, "lambda").create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="index.handler", Code={"ZipFile": buf.getvalue()})
+
+
+def queue_results(endpoint, results):
+    moto_api(endpoint, "/moto-api/static/lambda-simple/response",
+             {"results": json.loads(results), "region": REGION})
+
+
+def recording(endpoint, what):
+    if what == "start":
+        moto_api(endpoint, "/moto-api/recorder/start-recording", {})
+    else:
+        sys.stdout.write(moto_api(endpoint, "/moto-api/recorder/download-recording").decode())
+
+
+def main(argv):
+    endpoint, cmd, rest = argv[0], argv[1], argv[2:]
+    if cmd == "replay-target":
+        replay_target(endpoint, *rest)
+    elif cmd == "drain":
+        drain(endpoint, rest[0], int(rest[1]), float(rest[2]))
+    elif cmd == "function":
+        function(endpoint, rest[0])
+    elif cmd == "queue-results":
+        queue_results(endpoint, rest[0])
+    elif cmd == "recording":
+        recording(endpoint, rest[0])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
