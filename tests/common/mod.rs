@@ -2,6 +2,8 @@
 //! its counts reconcile.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -24,11 +26,34 @@ pub fn rehydrate(args: &[&str]) -> Output {
 }
 
 pub fn rehydrate_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    rehydrate_full(args, stdin, &[])
+}
+
+/// Runs `rehydrate` against a local AWS endpoint, configured the standard way (AWS_ENDPOINT_URL,
+/// dummy credentials), never reaching a real account.
+pub fn rehydrate_aws(args: &[&str], endpoint: &str) -> Output {
+    rehydrate_full(
+        args,
+        None,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+    )
+}
+
+pub fn rehydrate_full(args: &[&str], stdin: Option<&[u8]>, envs: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
         .args(args)
         .current_dir(repo())
         .env_remove("REHYDRATE_REPORT_DIR")
+        .envs(envs.iter().copied())
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -18,6 +18,7 @@ import io
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -92,7 +93,11 @@ def recording(endpoint, what):
     if what == "start":
         moto_api(endpoint, "/moto-api/recorder/start-recording", {})
     else:
-        sys.stdout.write(moto_api(endpoint, "/moto-api/recorder/download-recording").decode())
+        # moto creates the recording file on the first recorded request; none yet is empty.
+        try:
+            sys.stdout.write(moto_api(endpoint, "/moto-api/recorder/download-recording").decode())
+        except urllib.error.HTTPError:
+            pass
 
 
 def main(argv):
