@@ -195,7 +195,9 @@ impl SendArgs {
             return Err(Error::usage("--max-attempts must be at least 1"));
         }
         let rate = match self.rate {
-            Some(r) if !(r > 0.0) => return Err(Error::usage("--rate must be a positive number of events per second")),
+            Some(r) if r.is_nan() || r <= 0.0 => {
+                return Err(Error::usage("--rate must be a positive number of events per second"))
+            }
             Some(r) => Some(Arc::new(RateLimiter::new(r))),
             None => None,
         };

@@ -370,6 +370,8 @@ fn function_errors_are_reported_with_type_and_message_and_stop_their_key() {
     let failed: Vec<&OutcomeRow> = rows.iter().filter(|r| r.status == "failed").collect();
     let messages: Vec<&str> = failed.iter().map(|r| r.error_message.as_deref().unwrap()).collect();
     assert_eq!(messages, ["no order ORD-1", "exit status 1"]);
+    let types: Vec<&str> = failed.iter().map(|r| r.error_code.as_deref().unwrap()).collect();
+    assert_eq!(types, ["OrderNotFound", "Runtime.ExitError"]);
     // Later events of a failed user's key were not invoked: skipped, and named.
     let users = source_events();
     let key_of = |id: &str| {

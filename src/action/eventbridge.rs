@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use aws_sdk_eventbridge::config::http::HttpResponse;
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
@@ -113,13 +114,33 @@ impl EventBridgeReplay {
         let builder = async {
             let mut batch: Vec<Pending> = Vec::new();
             let mut batch_bytes = 0usize;
+            // A dry run batches and checks exactly as a real run, and reports the requests it
+            // would have sent instead of sending them.
+            let dry_requests = std::cell::Cell::new(0u64);
+            let dispatch = |full: Vec<Pending>| {
+                let tx = tx.clone();
+                let dry_requests = &dry_requests;
+                async move {
+                    if ctx.dry_run {
+                        for p in &full {
+                            ctx.send(p.keys.outcomes(Status::Skipped, |o| {
+                                o.error_code = Some("DryRun".into());
+                                o.error_message = Some(format!(
+                                    "dry run: would be sent in PutEvents request {}",
+                                    dry_requests.get() + 1
+                                ));
+                            }));
+                        }
+                        dry_requests.set(dry_requests.get() + 1);
+                        true
+                    } else {
+                        tx.send(full).await.is_ok()
+                    }
+                }
+            };
             while let Some(rows) = input.next().await {
                 let rows = rows?;
                 ctx.progress.add_matched(rows.num_rows() as u64);
-                if ctx.dry_run {
-                    ctx.skip_all(&rows);
-                    continue;
-                }
                 let reader = EnvelopeReader::new(&rows).ok_or_else(|| {
                     Error::usage(
                         "replay needs whole events: use --where, or a --query that selects every envelope column",
@@ -147,7 +168,7 @@ impl EventBridgeReplay {
                     if batch.len() == MAX_ENTRIES || batch_bytes + size > MAX_REQUEST_BYTES {
                         let full = std::mem::take(&mut batch);
                         batch_bytes = 0;
-                        if tx.send(full).await.is_err() {
+                        if !dispatch(full).await {
                             return Ok(());
                         }
                     }
@@ -156,9 +177,16 @@ impl EventBridgeReplay {
                 }
             }
             if !batch.is_empty() {
-                let _ = tx.send(batch).await;
+                dispatch(batch).await;
             }
             drop(tx);
+            if ctx.dry_run {
+                eprintln!(
+                    "dry run: would have sent {} PutEvents requests to {}",
+                    dry_requests.get(),
+                    self.bus
+                );
+            }
             Ok::<(), Error>(())
         };
         let (built, ()) = futures::join!(builder, sender);
@@ -239,16 +267,23 @@ fn fail(p: &Pending, code: &str, message: &str) -> Vec<Outcome> {
     })
 }
 
-/// (code, message, retryable) for a request that failed as a whole.
-pub fn classify<E: ProvideErrorMetadata, R: std::fmt::Debug>(err: &SdkError<E, R>) -> (String, String, bool)
+/// (code, message, retryable) for a request that failed as a whole. Throttling codes, HTTP 429
+/// and 5xx, timeouts and connection failures are worth another attempt; the rest are not.
+pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> (String, String, bool)
 where
-    SdkError<E, R>: std::error::Error,
+    SdkError<E, HttpResponse>: std::error::Error,
 {
     match err {
         SdkError::ServiceError(e) => {
-            let code = e.err().code().unwrap_or("ServiceError").to_owned();
+            let status = e.raw().status().as_u16();
+            let code = e
+                .err()
+                .code()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("HTTP{status}"));
             let message = e.err().message().unwrap_or("").to_owned();
-            let retryable = RETRYABLE.contains(&code.as_str()) || code.contains("Throttl");
+            let retryable =
+                RETRYABLE.contains(&code.as_str()) || code.contains("Throttl") || status == 429 || status >= 500;
             (code, message, retryable)
         }
         SdkError::TimeoutError(_) => ("Timeout".into(), "the request timed out".into(), true),

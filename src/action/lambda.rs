@@ -87,10 +87,6 @@ impl LambdaInvoke {
             while let Some(rows) = input.next().await {
                 let rows = rows?;
                 ctx.progress.add_matched(rows.num_rows() as u64);
-                if ctx.dry_run {
-                    ctx.skip_all(&rows);
-                    continue;
-                }
                 let reader = EnvelopeReader::new(&rows).ok_or_else(|| {
                     Error::usage(
                         "invoke needs whole events: use --where, or a --query that selects every envelope column",
@@ -155,7 +151,7 @@ impl LambdaInvoke {
                     continue;
                 }
             }
-            let outcome = self.invoke(&job).await;
+            let outcome = self.invoke_or_check(&job, ctx.dry_run).await;
             if outcome.iter().any(|o| o.status == Status::Failed) {
                 if let Some(key) = &job.key {
                     failed_keys.insert(key.clone());
@@ -165,7 +161,8 @@ impl LambdaInvoke {
         }
     }
 
-    async fn invoke(&self, job: &Job) -> Vec<Outcome> {
+    /// With `dry_run`, checks the event as a real invocation would, and sends nothing.
+    async fn invoke_or_check(&self, job: &Job, dry_run: bool) -> Vec<Outcome> {
         let started = Instant::now();
         let finish = |status: Status, attempts: u32, code: Option<String>, message: Option<String>| {
             job.keys.outcomes(status, |o| {
@@ -191,6 +188,14 @@ impl LambdaInvoke {
                     "the event is {} bytes; Lambda accepts at most {limit} for this invocation type, so it was not sent",
                     job.payload.len()
                 )),
+            );
+        }
+        if dry_run {
+            return finish(
+                Status::Skipped,
+                0,
+                Some("DryRun".into()),
+                Some(format!("dry run: would invoke {}", self.function)),
             );
         }
         let mut attempts = 0u32;

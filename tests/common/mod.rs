@@ -119,6 +119,7 @@ pub struct OutcomeRow {
     pub position: Option<u64>,
     pub status: String,
     pub attempts: u32,
+    pub error_code: Option<String>,
     pub error_message: Option<String>,
 }
 
@@ -127,6 +128,7 @@ pub fn outcomes(run_dir: &Path) -> Vec<OutcomeRow> {
     for b in read_parquet(&run_dir.join("outcomes.parquet")) {
         let s = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().clone();
         let (id, origin, status, msg) = (s("event_id"), s("origin"), s("status"), s("error_message"));
+        let code = s("error_code");
         let pos = b
             .column_by_name("position")
             .unwrap()
@@ -145,6 +147,7 @@ pub fn outcomes(run_dir: &Path) -> Vec<OutcomeRow> {
                 position: pos.is_valid(i).then(|| pos.value(i)),
                 status: status.value(i).to_owned(),
                 attempts: attempts.value(i),
+                error_code: opt(&code),
                 error_message: opt(&msg),
             });
         }
