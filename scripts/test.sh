@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command. On a fresh machine it installs what the tests need into git-ignored folders
 # of the repo, then runs every test:
-#   - .venv: a Python virtualenv with tests/requirements.txt (DuckDB, the independent engine the
-#     filter results are compared with);
+#   - .venv: a Python virtualenv with tests/requirements.txt, pinned: DuckDB (the independent
+#     engine filter results are compared with) and moto (EventBridge, Lambda, SQS emulators);
 #   - the Rust unit and integration tests (cargo nextest when installed, else cargo test).
+# The emulators are started by the tests themselves, one per test on a free loopback port, and
+# stopped when the test ends (tests/common/servers.rs).
 # Extra arguments go to the test runner, e.g. scripts/test.sh duckdb
 set -euo pipefail
 cd "$(dirname "$0")/.."
