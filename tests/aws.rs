@@ -610,3 +610,48 @@ fn invoke_through_faults_succeeds_with_retries_and_no_avoidable_duplicates() {
         );
     }
 }
+
+#[test]
+fn invoke_order_by_time_sorts_a_shuffled_store() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["function", "sorted"]);
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let dir = tempfile::tempdir().unwrap();
+    // The inventory events, newest first: source order is the reverse of time order.
+    let mut events: Vec<Value> = source_events()
+        .into_iter()
+        .filter(|e| e["source"] == "com.shop.inventory")
+        .collect();
+    events.reverse();
+    let file = dir.path().join("shuffled.ndjson");
+    std::fs::write(&file, events.iter().map(|e| e.to_string() + "\n").collect::<String>()).unwrap();
+    let reports = dir.path().join("runs");
+    let o = rehydrate_aws(
+        &[
+            "invoke",
+            "--from",
+            file.to_str().unwrap(),
+            "--function",
+            "sorted",
+            "--order-by",
+            "time",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ],
+        &moto.url,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_reconciles(&the_run(&reports));
+    let payloads = invoke_payloads(&moto.url, "sorted");
+    assert_eq!(payloads.len(), events.len());
+    let times: Vec<_> = payloads.iter().map(instant).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "invoked in time order");
+    let mut expected = events.clone();
+    expected.sort_by_key(instant);
+    let ids = |v: &[Value]| {
+        v.iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&payloads), ids(&expected));
+}
