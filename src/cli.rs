@@ -190,7 +190,10 @@ pub struct SendArgs {
 }
 
 impl SendArgs {
-    fn policy(&self) -> Result<(RetryPolicy, Option<Arc<RateLimiter>>)> {
+    fn policy(&self, concurrency: usize) -> Result<(RetryPolicy, Option<Arc<RateLimiter>>)> {
+        if concurrency == 0 {
+            return Err(Error::usage("--concurrency must be at least 1"));
+        }
         if self.max_attempts == 0 {
             return Err(Error::usage("--max-attempts must be at least 1"));
         }
@@ -356,10 +359,7 @@ impl RunArgs {
 
 impl ReplayArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
-        let (retry, rate) = self.send.policy()?;
-        if self.concurrency == 0 {
-            return Err(Error::usage("--concurrency must be at least 1"));
-        }
+        let (retry, rate) = self.send.policy(self.concurrency)?;
         let source = self.source.to_spec()?;
         let filter = self.filter.to_spec()?;
         let config = aws::load(&self.aws).await;
@@ -379,10 +379,7 @@ impl ReplayArgs {
 
 impl InvokeArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
-        let (retry, rate) = self.send.policy()?;
-        if self.concurrency == 0 {
-            return Err(Error::usage("--concurrency must be at least 1"));
-        }
+        let (retry, rate) = self.send.policy(self.concurrency)?;
         let source = self.source.to_spec()?;
         let mut filter = self.filter.to_spec()?;
         if filter.query.is_some() && (self.order_by.is_some() || self.ordering_key.is_some()) {

@@ -70,10 +70,32 @@ fn run_summary_json(o: &std::process::Output) -> Value {
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
-fn the_run(reports: &Path) -> std::path::PathBuf {
-    let runs = runs(reports);
+/// One finished run: its output, its saved report (checked to reconcile) and its summary.
+struct Ran {
+    output: std::process::Output,
+    run: std::path::PathBuf,
+    summary: Value,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs rehydrate against `endpoint` with a report directory of its own, expects `code`, and
+/// checks that the run's counts reconcile.
+fn run_aws(args: &[&str], endpoint: &str, code: i32) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("runs");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
+    let output = rehydrate_aws(&all, endpoint);
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+    let runs = runs(&reports);
     assert_eq!(runs.len(), 1);
-    runs[0].clone()
+    let summary = assert_reconciles(&runs[0]);
+    Ran {
+        output,
+        run: runs[0].clone(),
+        summary,
+        _dir: dir,
+    }
 }
 
 #[test]
@@ -83,10 +105,8 @@ fn replay_delivers_selected_events_with_the_marker_within_limits() {
     let queue = moto_ctl(&moto.url, &["replay-target", "rebuild", "replays"])
         .trim()
         .to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
     let filter = "source = 'com.shop.orders' AND detail_type = 'OrderCancelled'";
-    let o = rehydrate_aws(
+    let ran = run_aws(
         &[
             "replay",
             "--from",
@@ -97,15 +117,13 @@ fn replay_delivers_selected_events_with_the_marker_within_limits() {
             "rebuild",
             "--output",
             "json",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &moto.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let summary = run_summary_json(&o);
+    let summary = run_summary_json(&ran.output);
+    assert_eq!(summary, ran.summary, "--output json prints the saved summary");
     let run_id = summary["run_id"].as_str().unwrap();
-    assert_reconciles(&the_run(&reports));
 
     let expected: Vec<Value> = source_events()
         .into_iter()
@@ -190,22 +208,12 @@ fn replay_batches_by_size_and_fails_an_oversize_event_without_sending_it() {
     );
     let file = dir.path().join("big.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
-        &[
-            "replay",
-            "--from",
-            file.to_str().unwrap(),
-            "--bus",
-            "big",
-            "--report-dir",
-            reports.to_str().unwrap(),
-        ],
+    let ran = run_aws(
+        &["replay", "--from", file.to_str().unwrap(), "--bus", "big"],
         &moto.url,
+        3,
     );
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let run = the_run(&reports);
-    assert_reconciles(&run);
+    let run = ran.run.clone();
     let outcomes = outcomes(&run);
     let huge = outcomes.iter().find(|r| r.event_id.as_deref() == Some("huge")).unwrap();
     assert_eq!(huge.status, "failed");
@@ -248,9 +256,7 @@ fn invoke_sends_eventbridge_envelopes_in_source_order() {
     let moto = moto();
     moto_ctl(&moto.url, &["function", "projector"]);
     moto_ctl(&moto.url, &["recording", "start"]);
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    run_aws(
         &[
             "invoke",
             "--from",
@@ -259,13 +265,10 @@ fn invoke_sends_eventbridge_envelopes_in_source_order() {
             "source = 'com.shop.payments'",
             "--function",
             "projector",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &moto.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_reconciles(&the_run(&reports));
     let expected: Vec<Value> = source_events()
         .iter()
         .filter(|e| e["source"] == "com.shop.payments")
@@ -283,9 +286,7 @@ fn invoke_keeps_order_within_each_key_across_concurrent_lanes() {
     let moto = moto();
     moto_ctl(&moto.url, &["function", "orders"]);
     moto_ctl(&moto.url, &["recording", "start"]);
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    run_aws(
         &[
             "invoke",
             "--from",
@@ -298,13 +299,10 @@ fn invoke_keeps_order_within_each_key_across_concurrent_lanes() {
             "detail->>'orderId'",
             "--concurrency",
             "4",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &moto.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_reconciles(&the_run(&reports));
     let per_key = |events: &[Value]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in events {
@@ -339,9 +337,8 @@ fn function_errors_are_reported_with_type_and_message_and_stop_their_key() {
             r#"["{\"functionError\":\"Handled\",\"errorType\":\"OrderNotFound\",\"errorMessage\":\"no order ORD-1\"}","{\"functionError\":\"Unhandled\",\"errorType\":\"Runtime.ExitError\",\"errorMessage\":\"exit status 1\"}"]"#,
         ],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    // Failed events give exit code 3.
+    let ran = run_aws(
         &[
             "invoke",
             "--from",
@@ -352,19 +349,13 @@ fn function_errors_are_reported_with_type_and_message_and_stop_their_key() {
             "flaky",
             "--ordering-key",
             "detail->>'userId'",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &moto.url,
+        3,
     );
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "failed events give exit code 3: {}",
-        stderr(&o)
-    );
-    let run = the_run(&reports);
-    let summary = assert_reconciles(&run);
+    let o = &ran.output;
+    let run = ran.run.clone();
+    let summary = ran.summary.clone();
     assert_eq!(summary["failed"].as_u64(), Some(2));
     let rows = outcomes(&run);
     let failed: Vec<&OutcomeRow> = rows.iter().filter(|r| r.status == "failed").collect();
@@ -392,7 +383,7 @@ fn function_errors_are_reported_with_type_and_message_and_stop_their_key() {
     assert!(skipped
         .iter()
         .all(|r| failed_keys.contains(&key_of(r.event_id.as_deref().unwrap()))));
-    let err = stderr(&o);
+    let err = stderr(o);
     assert!(err.contains("OrderNotFound: no order ORD-1"), "{err}");
 }
 
@@ -469,8 +460,7 @@ fn replay_through_faults_delivers_everything_once_except_after_lost_responses() 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("faults.ndjson");
     let proxy = fault_proxy(&moto.url, 0.2, 11, &log);
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    let ran = run_aws(
         &[
             "replay",
             "--from",
@@ -481,14 +471,12 @@ fn replay_through_faults_delivers_everything_once_except_after_lost_responses() 
             "faulty",
             "--max-attempts",
             "12",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &proxy.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let run = the_run(&reports);
-    let summary = assert_reconciles(&run);
+    let run = ran.run.clone();
+    let summary = ran.summary.clone();
     let expected: Vec<Value> = source_events()
         .into_iter()
         .filter(|e| e["source"] == "com.shop.payments")
@@ -557,8 +545,7 @@ fn invoke_through_faults_succeeds_with_retries_and_no_avoidable_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("faults.ndjson");
     let proxy = fault_proxy(&moto.url, 0.2, 5, &log);
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    let ran = run_aws(
         &[
             "invoke",
             "--from",
@@ -569,14 +556,12 @@ fn invoke_through_faults_succeeds_with_retries_and_no_avoidable_duplicates() {
             "sturdy",
             "--max-attempts",
             "12",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &proxy.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let run = the_run(&reports);
-    let summary = assert_reconciles(&run);
+    let run = ran.run.clone();
+    let summary = ran.summary.clone();
     let expected: Vec<Value> = source_events()
         .into_iter()
         .filter(|e| e["source"] == "com.shop.payments")
@@ -625,8 +610,7 @@ fn invoke_order_by_time_sorts_a_shuffled_store() {
     events.reverse();
     let file = dir.path().join("shuffled.ndjson");
     std::fs::write(&file, events.iter().map(|e| e.to_string() + "\n").collect::<String>()).unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate_aws(
+    run_aws(
         &[
             "invoke",
             "--from",
@@ -635,13 +619,10 @@ fn invoke_order_by_time_sorts_a_shuffled_store() {
             "sorted",
             "--order-by",
             "time",
-            "--report-dir",
-            reports.to_str().unwrap(),
         ],
         &moto.url,
+        0,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_reconciles(&the_run(&reports));
     let payloads = invoke_payloads(&moto.url, "sorted");
     assert_eq!(payloads.len(), events.len());
     let times: Vec<_> = payloads.iter().map(instant).collect();

@@ -140,13 +140,7 @@ impl EventBridgeReplay {
             };
             while let Some(rows) = input.next().await {
                 let rows = rows?;
-                ctx.progress.add_matched(rows.num_rows() as u64);
-                let reader = EnvelopeReader::new(&rows).ok_or_else(|| {
-                    Error::usage(
-                        "replay needs whole events: use --where, or a --query that selects every envelope column",
-                    )
-                })?;
-                let keys = ctx.keys_of(&rows);
+                let (reader, keys) = ctx.whole_events(&rows, "replay")?;
                 for row in 0..rows.num_rows() {
                     let entry = self.entry(&reader, row, &ctx.run_id);
                     let size = entry_size(&entry);

@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 use super::eventbridge::classify;
 use super::policy::{RateLimiter, RetryPolicy};
 use super::{ActionContext, RowKeys};
-use crate::event::EnvelopeReader;
 use crate::report::{Outcome, Status};
 use crate::{Error, Result};
 
@@ -86,13 +85,7 @@ impl LambdaInvoke {
             let mut next_lane = 0usize;
             while let Some(rows) = input.next().await {
                 let rows = rows?;
-                ctx.progress.add_matched(rows.num_rows() as u64);
-                let reader = EnvelopeReader::new(&rows).ok_or_else(|| {
-                    Error::usage(
-                        "invoke needs whole events: use --where, or a --query that selects every envelope column",
-                    )
-                })?;
-                let keys = ctx.keys_of(&rows);
+                let (reader, keys) = ctx.whole_events(&rows, "invoke")?;
                 let key_column = rows
                     .column_by_name(ORDERING_KEY)
                     .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8))

@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use tokio::sync::mpsc;
 
+use crate::event::EnvelopeReader;
 use crate::filter::EventKeys;
 use crate::progress::Progress;
 use crate::report::{BulkOutcome, Outcome, RecorderMsg, Status};
@@ -43,6 +44,18 @@ impl ActionContext {
     /// The batch without the helper columns added to trace rows back to their events.
     pub fn strip_helpers(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         strip_columns(batch, &self.helper_columns)
+    }
+
+    /// For actions that send whole events: counts `rows` as matched and returns their
+    /// envelopes and keys, or a usage error when the selection is a projection.
+    pub fn whole_events<'b>(&self, rows: &'b RecordBatch, command: &str) -> Result<(EnvelopeReader<'b>, RowKeys)> {
+        self.progress.add_matched(rows.num_rows() as u64);
+        let reader = EnvelopeReader::new(rows).ok_or_else(|| {
+            crate::Error::usage(format!(
+                "{command} needs whole events: use --where, or a --query that selects every envelope column"
+            ))
+        })?;
+        Ok((reader, self.keys_of(rows)))
     }
 
     /// The event keys of `batch`, to be turned into outcomes later.
