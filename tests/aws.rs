@@ -636,3 +636,134 @@ fn invoke_order_by_time_sorts_a_shuffled_store() {
     };
     assert_eq!(ids(&payloads), ids(&expected));
 }
+
+#[test]
+fn async_invocation_respects_its_payload_limit() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["function", "async-fn"]);
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let dir = tempfile::tempdir().unwrap();
+    let small = serde_json::json!({"id": "small", "source": "s", "detail-type": "T", "detail": {"n": 1}});
+    // Over the 1 MB asynchronous limit, well under the 6 MB synchronous one.
+    let big =
+        serde_json::json!({"id": "big", "source": "s", "detail-type": "T", "detail": {"pad": "z".repeat(1_100_000)}});
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, format!("{small}\n{big}\n")).unwrap();
+    let ran = run_aws(
+        &[
+            "invoke",
+            "--from",
+            file.to_str().unwrap(),
+            "--function",
+            "async-fn",
+            "--invocation-type",
+            "event",
+        ],
+        &moto.url,
+        3,
+    );
+    let rows = outcomes(&ran.run);
+    let by_id = |id: &str| rows.iter().find(|r| r.event_id.as_deref() == Some(id)).unwrap();
+    assert_eq!(by_id("small").status, "succeeded");
+    assert_eq!(by_id("big").status, "failed");
+    assert_eq!(by_id("big").error_code.as_deref(), Some("PayloadTooLarge"));
+    assert_eq!(by_id("big").attempts, 0, "not sent");
+    let recorded_requests: Vec<Value> = moto_ctl(&moto.url, &["recording", "get"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| {
+            r["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/functions/async-fn/invocations"))
+        })
+        .collect();
+    assert_eq!(recorded_requests.len(), 1, "only the small event was sent");
+    assert_eq!(recorded_requests[0]["headers"]["X-Amz-Invocation-Type"], "Event");
+}
+
+#[test]
+fn continue_on_error_invokes_the_rest_of_a_failed_key() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["function", "tolerant"]);
+    moto_ctl(
+        &moto.url,
+        &[
+            "queue-results",
+            r#"["{\"functionError\":\"Handled\",\"errorType\":\"Boom\",\"errorMessage\":\"first fails\"}"]"#,
+        ],
+    );
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let ran = run_aws(
+        &[
+            "invoke",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "source = 'com.shop.users'",
+            "--function",
+            "tolerant",
+            "--ordering-key",
+            "detail->>'userId'",
+            "--continue-on-error",
+        ],
+        &moto.url,
+        3,
+    );
+    let users = source_events()
+        .into_iter()
+        .filter(|e| e["source"] == "com.shop.users")
+        .count() as u64;
+    assert_eq!(ran.summary["failed"].as_u64(), Some(1));
+    assert_eq!(ran.summary["skipped"].as_u64(), Some(0));
+    assert_eq!(ran.summary["succeeded"].as_u64(), Some(users - 1));
+    assert_eq!(
+        invoke_payloads(&moto.url, "tolerant").len() as u64,
+        users,
+        "every event was invoked"
+    );
+}
+
+#[test]
+fn replay_overrides_source_and_detail_type() {
+    let moto = moto();
+    let queue = moto_ctl(&moto.url, &["replay-target", "iso", "iso-q"])
+        .trim()
+        .to_owned();
+    run_aws(
+        &[
+            "replay",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "detail_type = 'StockReserved'",
+            "--bus",
+            "iso",
+            "--source",
+            "rehydrate.inventory",
+            "--detail-type",
+            "StockReservedReplay",
+            "--rate",
+            "200",
+        ],
+        &moto.url,
+        0,
+    );
+    let expected: Vec<Value> = source_events()
+        .into_iter()
+        .filter(|e| e["detail-type"] == "StockReserved")
+        .collect();
+    let delivered: Vec<Value> = moto_ctl(&moto.url, &["drain", &queue, &expected.len().to_string(), "60"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(delivered.len(), expected.len());
+    for d in &delivered {
+        assert_eq!(d["source"], "rehydrate.inventory");
+        assert_eq!(d["detail-type"], "StockReservedReplay");
+    }
+    let mut want: Vec<String> = expected.iter().map(|e| e["detail"].to_string()).collect();
+    let mut got: Vec<String> = delivered.iter().map(|d| d["detail"].to_string()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "detail untouched");
+}
