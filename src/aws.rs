@@ -7,6 +7,7 @@
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use clap::Args;
 
@@ -42,4 +43,25 @@ pub async fn load(args: &AwsArgs) -> SdkConfig {
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// Checks, before any event is read, that requests can be signed: a region is set and the
+/// credential chain yields credentials. Without this every event would fail on its own.
+pub async fn check(config: &SdkConfig) -> crate::Result<()> {
+    if config.region().is_none() {
+        return Err(crate::Error::usage(
+            "no AWS region: pass --region, set AWS_REGION, or set a region in your profile",
+        ));
+    }
+    let Some(provider) = config.credentials_provider() else {
+        return Err(crate::Error::Target {
+            target: "AWS credentials".into(),
+            message: "no credential provider is configured".into(),
+        });
+    };
+    provider.provide_credentials().await.map_err(|e| crate::Error::Target {
+        target: "AWS credentials".into(),
+        message: format!("{e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, pass --profile, or run aws sso login"),
+    })?;
+    Ok(())
 }

@@ -767,3 +767,29 @@ fn replay_overrides_source_and_detail_type() {
     got.sort();
     assert_eq!(got, want, "detail untouched");
 }
+
+#[test]
+fn missing_credentials_or_region_stop_before_any_work() {
+    let base = [
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ];
+    let args = [
+        "replay",
+        "--from",
+        "testdata/events.ndjson",
+        "--bus",
+        "b",
+        "--report-dir",
+        "/nonexistent/never-created",
+    ];
+    let mut envs = base.to_vec();
+    envs.push(("AWS_REGION", "eu-west-1"));
+    let o = rehydrate_full(&args, None, &envs);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("AWS credentials"), "{}", stderr(&o));
+    let o = rehydrate_full(&args, None, &base);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no AWS region"), "{}", stderr(&o));
+}
