@@ -12,7 +12,7 @@ pub enum Error {
     Usage(String),
 
     /// An input could not be opened or read.
-    #[error("cannot read {path}: {source}\n  Check that the path exists and is readable.")]
+    #[error("cannot read {path}: {source}\n  {hint}", hint = input_hint(source))]
     Input {
         path: PathBuf,
         #[source]
@@ -43,9 +43,21 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 
+    /// The run started but could not go on (an input failed mid-way).
+    #[error("the run stopped: {0}")]
+    Stopped(String),
+
     /// Something we believed impossible happened.
     #[error("internal error (this is a bug in rehydrate, please report it): {0}")]
     Internal(String),
+}
+
+fn input_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound | PermissionDenied | IsADirectory => "Check that the path exists and is readable.",
+        _ => "The file is damaged or truncated there; the events before that point were read and actioned.",
+    }
 }
 
 impl Error {

@@ -71,10 +71,7 @@ fn plain(e: Error) -> Error {
         Error::DataFusion(df) => {
             let text = df.find_root().to_string();
             let text = text.strip_prefix("External error: ").unwrap_or(&text).to_owned();
-            Error::Target {
-                target: "run stopped".into(),
-                message: text,
-            }
+            Error::Stopped(text)
         }
         other => other,
     }

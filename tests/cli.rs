@@ -384,3 +384,41 @@ fn help_shows_examples() {
         assert!(stdout(&o).contains(flag), "{flag}");
     }
 }
+
+#[test]
+fn a_damaged_input_stops_the_run_after_committing_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = std::fs::read(testdata("events.ndjson.gz")).unwrap();
+    let truncated = dir.path().join("truncated.ndjson.gz");
+    std::fs::write(&truncated, &gz[..gz.len() / 2]).unwrap();
+    let reports = dir.path().join("runs");
+    let out = dir.path().join("out");
+    let o = rehydrate(&[
+        "populate",
+        "parquet",
+        "--from",
+        truncated.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = assert_reconciles(&runs(&reports)[0]);
+    let read = s["read"].as_u64().unwrap();
+    assert!(read > 0 && read < 1200, "{s}");
+    assert_eq!(
+        s["succeeded"].as_u64(),
+        Some(read),
+        "what was read before the damage is committed"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("truncated.ndjson.gz: "), "{err}");
+    assert!(err.contains(&format!("(after line {read})")), "{err}");
+    let rows: usize = parquet_files(&out)
+        .iter()
+        .flat_map(|f| read_parquet(f))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows as u64, read);
+}

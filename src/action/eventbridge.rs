@@ -138,8 +138,16 @@ impl EventBridgeReplay {
                     }
                 }
             };
+            // If the input fails mid-way, the events already taken are still sent and reported.
+            let mut input_error: Option<Error> = None;
             while let Some(rows) = input.next().await {
-                let rows = rows?;
+                let rows = match rows {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        input_error = Some(e.into());
+                        break;
+                    }
+                };
                 let (reader, keys) = ctx.whole_events(&rows, "replay")?;
                 for row in 0..rows.num_rows() {
                     let entry = self.entry(&reader, row, &ctx.run_id);
@@ -147,7 +155,6 @@ impl EventBridgeReplay {
                     let one = keys.take(&arrow::array::UInt32Array::from(vec![row as u32]))?;
                     let pending = Pending {
                         entry,
-
                         keys: one,
                         envelope: reader.envelope_json(row),
                         attempts: 0,
@@ -174,6 +181,9 @@ impl EventBridgeReplay {
                 dispatch(batch).await;
             }
             drop(tx);
+            if let Some(e) = input_error {
+                return Err(e);
+            }
             if ctx.dry_run {
                 eprintln!(
                     "dry run: would have sent {} PutEvents requests to {}",

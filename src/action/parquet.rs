@@ -113,8 +113,17 @@ impl ParquetPopulate {
             next_seq: 0,
             first_error: None,
         };
+        // If the input fails mid-way, what was written so far is still committed and reported,
+        // and the run then stops with the input's error.
+        let mut input_error = None;
         while let Some(batch) = input.next().await {
-            let batch = batch?;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    input_error = Some(e);
+                    break;
+                }
+            };
             if batch.num_rows() == 0 {
                 continue;
             }
@@ -134,7 +143,11 @@ impl ParquetPopulate {
                 files.write(partition, &rows, keys.take(&indices)?).await?;
             }
         }
-        files.close_all().await
+        let committed = files.close_all().await;
+        match input_error {
+            Some(e) => Err(e.into()),
+            None => committed,
+        }
     }
 }
 

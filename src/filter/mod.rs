@@ -61,6 +61,12 @@ impl fmt::Display for FilterSpec {
         if let Some(u) = self.until {
             parts.push(format!("until {}", event::format_time(u)));
         }
+        if self.order_by_time {
+            parts.push("ordered by time".into());
+        }
+        if let Some(k) = &self.ordering_key {
+            parts.push(format!("ordering key {k}"));
+        }
         if parts.is_empty() {
             f.write_str("(all events)")
         } else {

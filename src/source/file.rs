@@ -98,7 +98,10 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
                     Ok(true) => {}
                     Ok(false) => return, // the consumer has gone
                     Err(e) => {
-                        out.send(Err(e));
+                        // What was read before the failure is good: hand it on, then the error.
+                        if out.flush() {
+                            out.send(Err(e));
+                        }
                         return;
                     }
                 }
@@ -281,7 +284,11 @@ impl From<std::io::Error> for ReadError {
 fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
     loop {
         let start = out.chunk.data.len();
-        let n = reader.read_until(b'\n', &mut out.chunk.data)?;
+        let n = reader.read_until(b'\n', &mut out.chunk.data).map_err(|e| {
+            // Keep the complete lines before the failure; name where it happened.
+            out.chunk.data.truncate(start);
+            std::io::Error::new(e.kind(), format!("{e} (after line {line})"))
+        })?;
         if n == 0 {
             return Ok(true);
         }
