@@ -29,8 +29,16 @@ Examples:
       --where \"source = 'com.shop.orders'\" --to out/orders --partition-by detail_type
 
   # A projection of detail, for a since/until window
-  rehydrate populate parquet --from testdata/ --since 2026-03-01 --until 2026-04-01 \\
-      --query @queries/order_lines.sql --to out/order_lines
+  rehydrate populate parquet --from testdata/events.ndjson --since 2026-03-01 --until 2026-04-01 \\
+      --query @queries/order_totals.sql --to out/order_totals
+
+  # Replay orders events onto a rebuild bus (see what would be sent first)
+  rehydrate replay --from testdata/events.ndjson --where \"source = 'com.shop.orders'\" \\
+      --bus orders-rebuild --dry-run
+
+  # Feed a projector Lambda, in order per order id, eight orders at a time
+  rehydrate invoke --from testdata/events.ndjson --where \"source = 'com.shop.orders'\" \\
+      --function orders-projector --ordering-key \"detail->>'orderId'\" --concurrency 8
 
   # Records of another shape, mapped onto the envelope
   rehydrate preview --from testdata/eventstore.ndjson --map detail-type=eventType \\
@@ -258,7 +266,7 @@ pub struct InvokeArgs {
     /// A SQL expression (e.g. "detail->>'orderId'"): events with the same value are invoked in order, keys in parallel.
     #[arg(long, value_name = "SQL")]
     pub ordering_key: Option<String>,
-    /// Invocations in flight [default: 1: one at a time, in order].
+    /// Invocations in flight (1: one at a time, in order).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub concurrency: usize,
     /// With an ordering key, keep invoking a key's later events after one of them failed.

@@ -422,3 +422,14 @@ fn a_damaged_input_stops_the_run_after_committing_what_was_read() {
         .sum();
     assert_eq!(rows as u64, read);
 }
+
+#[test]
+fn help_examples_name_files_that_exist() {
+    let help = stdout(&rehydrate(&["--help"]));
+    for word in help.split_whitespace() {
+        let path = word.trim_start_matches('@');
+        if path.starts_with("testdata/") || path.starts_with("queries/") {
+            assert!(repo().join(path).exists(), "--help names {path}, which does not exist");
+        }
+    }
+}

@@ -488,7 +488,7 @@ fn thousands(n: u64) -> String {
 pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Path) -> String {
     let mut out = String::new();
     let dry = if s.dry_run {
-        " (dry run: nothing was written)"
+        " (dry run: nothing was sent or written)"
     } else {
         ""
     };
