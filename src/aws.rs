@@ -25,6 +25,16 @@ pub struct AwsArgs {
     pub endpoint_url: Option<String>,
 }
 
+/// Loads the configuration and, unless this is a dry run (which sends nothing), checks that
+/// requests can be signed before any work starts.
+pub async fn connect(args: &AwsArgs, dry_run: bool) -> crate::Result<SdkConfig> {
+    let config = load(args).await;
+    if !dry_run {
+        check(&config).await?;
+    }
+    Ok(config)
+}
+
 /// Loads the shared SDK configuration.
 pub async fn load(args: &AwsArgs) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()

@@ -370,10 +370,7 @@ impl ReplayArgs {
         let (retry, rate) = self.send.policy(self.concurrency)?;
         let source = self.source.to_spec()?;
         let filter = self.filter.to_spec()?;
-        let config = aws::load(&self.aws).await;
-        if !self.run.dry_run {
-            aws::check(&config).await?;
-        }
+        let config = aws::connect(&self.aws, self.run.dry_run).await?;
         let replay = EventBridgeReplay {
             client: aws_sdk_eventbridge::Client::new(&config),
             bus: self.bus.clone(),
@@ -400,10 +397,7 @@ impl InvokeArgs {
         }
         filter.order_by_time = self.order_by == Some(OrderBy::Time);
         filter.ordering_key = self.ordering_key.clone();
-        let config = aws::load(&self.aws).await;
-        if !self.run.dry_run {
-            aws::check(&config).await?;
-        }
+        let config = aws::connect(&self.aws, self.run.dry_run).await?;
         let invoke = LambdaInvoke {
             client: aws_sdk_lambda::Client::new(&config),
             function: self.function.clone(),

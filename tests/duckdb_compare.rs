@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::servers::python;
 use common::*;
 
 const DUCKDB_SCRIPT: &str = r#"
@@ -23,18 +23,6 @@ rows = con.execute(
     [path]).fetchall()
 print("\n".join(r[0] for r in rows))
 "#;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("REHYDRATE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "the DuckDB comparison needs the test virtualenv ({}): run scripts/test.sh, which creates it",
-        path.display()
-    );
-    path
-}
 
 fn duckdb_ids(file: &str, predicate: &str) -> Vec<String> {
     let o = Command::new(python())
