@@ -70,32 +70,9 @@ fn run_summary_json(o: &std::process::Output) -> Value {
     serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
 }
 
-/// One finished run: its output, its saved report (checked to reconcile) and its summary.
-struct Ran {
-    output: std::process::Output,
-    run: std::path::PathBuf,
-    summary: Value,
-    _dir: tempfile::TempDir,
-}
-
-/// Runs rehydrate against `endpoint` with a report directory of its own, expects `code`, and
-/// checks that the run's counts reconcile.
+/// Runs rehydrate against `endpoint` (see `rehydrate_aws`), expecting `code`.
 fn run_aws(args: &[&str], endpoint: &str, code: i32) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
-    let output = rehydrate_aws(&all, endpoint);
-    assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
-    let runs = runs(&reports);
-    assert_eq!(runs.len(), 1);
-    let summary = assert_reconciles(&runs[0]);
-    Ran {
-        output,
-        run: runs[0].clone(),
-        summary,
-        _dir: dir,
-    }
+    run_checked(args, &aws_env(endpoint), code)
 }
 
 #[test]

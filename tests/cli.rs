@@ -7,27 +7,26 @@ use serde_json::Value;
 
 #[test]
 fn quick_start_populates_parquet_and_reconciles() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("orders");
-    let reports = dir.path().join("runs");
-    let o = rehydrate(&[
-        "populate",
-        "parquet",
-        "--from",
-        &testdata("events.ndjson"),
-        "--where",
-        "source = 'com.shop.orders'",
-        "--to",
-        out.to_str().unwrap(),
-        "--partition-by",
-        "detail_type",
-        "--report-dir",
-        reports.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("succeeded 559"), "{}", stderr(&o));
-    let run = &runs(&reports)[0];
-    let s = assert_reconciles(run);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("orders");
+    let ran = run_checked(
+        &[
+            "populate",
+            "parquet",
+            "--from",
+            &testdata("events.ndjson"),
+            "--where",
+            "source = 'com.shop.orders'",
+            "--to",
+            out.to_str().unwrap(),
+            "--partition-by",
+            "detail_type",
+        ],
+        &[],
+        0,
+    );
+    assert!(stderr(&ran.output).contains("succeeded 559"), "{}", stderr(&ran.output));
+    let (run, s) = (&ran.run, &ran.summary);
     assert_eq!((s["read"].as_u64(), s["matched"].as_u64()), (Some(1200), Some(559)));
 
     // Hive partitions, one per detail type; the partition column is in the path, not the file.
@@ -59,23 +58,23 @@ fn quick_start_populates_parquet_and_reconciles() {
 
 #[test]
 fn rejected_records_are_accounted_for_and_dead_lettered() {
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let o = rehydrate(&[
-        "populate",
-        "parquet",
-        "--from",
-        &testdata("malformed.ndjson"),
-        "--to",
-        dir.path().join("out").to_str().unwrap(),
-        "--report-dir",
-        reports.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(3), "rejections give exit code 3: {}", stderr(&o));
-    let err = stderr(&o);
+    let out = tempfile::tempdir().unwrap();
+    // Rejections give exit code 3.
+    let ran = run_checked(
+        &[
+            "populate",
+            "parquet",
+            "--from",
+            &testdata("malformed.ndjson"),
+            "--to",
+            out.path().to_str().unwrap(),
+        ],
+        &[],
+        3,
+    );
+    let err = stderr(&ran.output);
     assert!(err.contains("malformed.ndjson:5: lacks `source`"), "{err}");
-    let run = &runs(&reports)[0];
-    let s = assert_reconciles(run);
+    let (run, s) = (&ran.run, &ran.summary);
     // 16 lines: 2 blank, 4 events, 10 rejected.
     assert_eq!(
         (s["read"].as_u64(), s["rejected"].as_u64(), s["succeeded"].as_u64()),
@@ -280,57 +279,55 @@ fn report_queries_across_runs_and_explains_bad_sql() {
 
 #[test]
 fn dry_run_writes_nothing_and_reports_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("runs");
-    let out = dir.path().join("out");
-    let o = rehydrate(&[
-        "populate",
-        "parquet",
-        "--from",
-        "testdata/events.ndjson",
-        "--where",
-        "detail_type = 'PaymentFailed'",
-        "--to",
-        out.to_str().unwrap(),
-        "--dry-run",
-        "--output",
-        "json",
-        "--report-dir",
-        reports.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let s: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("out");
+    let ran = run_checked(
+        &[
+            "populate",
+            "parquet",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "detail_type = 'PaymentFailed'",
+            "--to",
+            out.to_str().unwrap(),
+            "--dry-run",
+            "--output",
+            "json",
+        ],
+        &[],
+        0,
+    );
+    let s: Value = serde_json::from_str(&stdout(&ran.output)).unwrap();
     assert_eq!(s["dry_run"], true);
     assert_eq!((s["matched"].as_u64(), s["skipped"].as_u64()), (Some(25), Some(25)));
     assert!(!out.exists());
-    let saved = assert_reconciles(&runs(&reports)[0]);
-    assert_eq!(saved, s, "the printed summary is the saved one");
+    assert_eq!(ran.summary, s, "the printed summary is the saved one");
 }
 
 #[test]
 fn query_projection_with_time_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("lines");
-    let reports = dir.path().join("runs");
-    let o = rehydrate(&[
-        "populate",
-        "parquet",
-        "--from",
-        "testdata/events.json",
-        "--query",
-        "@queries/order_totals.sql",
-        "--since",
-        "2026-02-01",
-        "--until",
-        "2026-03-01T00:00:00Z",
-        "--to",
-        out.to_str().unwrap(),
-        "--report-dir",
-        reports.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let run = &runs(&reports)[0];
-    let s = assert_reconciles(run);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("lines");
+    let ran = run_checked(
+        &[
+            "populate",
+            "parquet",
+            "--from",
+            "testdata/events.json",
+            "--query",
+            "@queries/order_totals.sql",
+            "--since",
+            "2026-02-01",
+            "--until",
+            "2026-03-01T00:00:00Z",
+            "--to",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        0,
+    );
+    let (run, s) = (&ran.run, &ran.summary);
     let batches: Vec<_> = parquet_files(&out).iter().flat_map(|f| read_parquet(f)).collect();
     let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
     assert!(

@@ -29,22 +29,52 @@ pub fn rehydrate_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
     rehydrate_full(args, stdin, &[])
 }
 
-/// Runs `rehydrate` against a local AWS endpoint, configured the standard way (AWS_ENDPOINT_URL,
-/// dummy credentials), never reaching a real account.
+/// The environment that points rehydrate at a local AWS endpoint the standard way
+/// (AWS_ENDPOINT_URL, dummy credentials), never reaching a real account.
+pub fn aws_env(endpoint: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ]
+}
+
+/// Runs `rehydrate` against a local AWS endpoint (see [`aws_env`]).
 pub fn rehydrate_aws(args: &[&str], endpoint: &str) -> Output {
-    rehydrate_full(
-        args,
-        None,
-        &[
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ],
-    )
+    rehydrate_full(args, None, &aws_env(endpoint))
+}
+
+/// One finished run: its output, its saved report (checked to reconcile) and its summary.
+pub struct Ran {
+    pub output: Output,
+    pub run: PathBuf,
+    pub summary: Value,
+    /// Holds the report directory (and anything else the test puts in `dir`).
+    pub dir: tempfile::TempDir,
+}
+
+/// Runs an actioning command with a report directory of its own, expects exit `code`, and
+/// checks that the saved run reconciles.
+pub fn run_checked(args: &[&str], envs: &[(&str, &str)], code: i32) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("runs");
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
+    let output = rehydrate_full(&all, None, envs);
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+    let runs = runs(&reports);
+    assert_eq!(runs.len(), 1);
+    let summary = assert_reconciles(&runs[0]);
+    Ran {
+        output,
+        run: runs[0].clone(),
+        summary,
+        dir,
+    }
 }
 
 pub fn rehydrate_full(args: &[&str], stdin: Option<&[u8]>, envs: &[(&str, &str)]) -> Output {
