@@ -428,6 +428,37 @@ fn fault_log(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// What reached the emulator in requests whose response the proxy then dropped: the only
+/// deliveries that may repeat, because no client can know they took effect.
+fn forwarded_before_lost_responses(faults: &[Value]) -> Vec<&Value> {
+    faults
+        .iter()
+        .filter(|f| f["fault"] == "drop_after")
+        .flat_map(|f| f["forwarded"].as_array().unwrap())
+        .collect()
+}
+
+/// Every expected event was delivered at least once, and more than once only if it was in a
+/// request whose response was lost.
+fn assert_delivered_once_unless_lost<K: std::hash::Hash + Eq + std::fmt::Debug>(
+    expected: impl IntoIterator<Item = (K, String)>,
+    delivered: impl IntoIterator<Item = K>,
+    may_repeat: &std::collections::HashSet<K>,
+) {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    for k in delivered {
+        *counts.entry(k).or_default() += 1;
+    }
+    for (k, name) in expected {
+        let n = counts.get(&k).copied().unwrap_or(0);
+        assert!(n >= 1, "event {name} was lost");
+        assert!(
+            n == 1 || may_repeat.contains(&k),
+            "event {name} arrived {n} times without a lost response"
+        );
+    }
+}
+
 #[test]
 fn replay_through_faults_delivers_everything_once_except_after_lost_responses() {
     let moto = moto();
@@ -475,43 +506,31 @@ fn replay_through_faults_delivers_everything_once_except_after_lost_responses() 
         "a partial failure happened"
     );
     assert!(faults.iter().any(|f| f["fault"] == "throttle" || f["fault"] == "error"));
-    // Events forwarded in a request whose response was lost may arrive twice: unavoidable.
-    let key = |detail_type: &str, time: i64, detail: &str| (detail_type.to_owned(), time, detail.to_owned());
-    let mut may_repeat = std::collections::HashSet::new();
-    for f in faults.iter().filter(|f| f["fault"] == "drop_after") {
-        for e in f["forwarded"].as_array().unwrap() {
+    // Replays get new ids from EventBridge: identify them by detail-type, time and detail.
+    let key = |detail_type: &str, time: i64, detail: &Value| (detail_type.to_owned(), time, detail.to_string());
+    let may_repeat = forwarded_before_lost_responses(&faults)
+        .into_iter()
+        .map(|e| {
             let detail: Value = serde_json::from_str(e[2].as_str().unwrap()).unwrap();
-            may_repeat.insert(key(
-                e[0].as_str().unwrap(),
-                e[1].as_f64().unwrap() as i64,
-                &detail.to_string(),
-            ));
-        }
-    }
+            key(e[0].as_str().unwrap(), e[1].as_f64().unwrap() as i64, &detail)
+        })
+        .collect();
     let delivered: Vec<Value> = moto_ctl(&moto.url, &["drain", &queue, &expected.len().to_string(), "90"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let mut counts: HashMap<_, usize> = HashMap::new();
-    for d in &delivered {
-        *counts
-            .entry(key(
-                d["detail-type"].as_str().unwrap(),
-                second(d),
-                &d["detail"].to_string(),
-            ))
-            .or_default() += 1;
-    }
-    for e in &expected {
-        let k = key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"].to_string());
-        let n = counts.get(&k).copied().unwrap_or(0);
-        assert!(n >= 1, "event {} was lost", e["id"]);
-        assert!(
-            n == 1 || may_repeat.contains(&k),
-            "event {} arrived {n} times without a lost response",
-            e["id"]
-        );
-    }
+    assert_delivered_once_unless_lost(
+        expected.iter().map(|e| {
+            (
+                key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]),
+                e["id"].to_string(),
+            )
+        }),
+        delivered
+            .iter()
+            .map(|d| key(d["detail-type"].as_str().unwrap(), second(d), &d["detail"])),
+        &may_repeat,
+    );
 }
 
 #[test]
@@ -547,30 +566,19 @@ fn invoke_through_faults_succeeds_with_retries_and_no_avoidable_duplicates() {
     assert!(outcomes(&run).iter().any(|r| r.attempts > 1));
 
     let faults = fault_log(&log);
-    let lost: std::collections::HashSet<String> = faults
-        .iter()
-        .filter(|f| f["fault"] == "drop_after")
-        .flat_map(|f| {
-            f["forwarded"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_owned())
-        })
+    let may_repeat = forwarded_before_lost_responses(&faults)
+        .into_iter()
+        .map(|id| id.as_str().unwrap().to_owned())
         .collect();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for p in invoke_payloads(&moto.url, "sturdy") {
-        *counts.entry(p["id"].as_str().unwrap().to_owned()).or_default() += 1;
-    }
-    for e in &expected {
-        let id = e["id"].as_str().unwrap();
-        let n = counts.get(id).copied().unwrap_or(0);
-        assert!(n >= 1, "{id} never reached the function");
-        assert!(
-            n == 1 || lost.contains(id),
-            "{id} invoked {n} times without a lost response"
-        );
-    }
+    assert_delivered_once_unless_lost(
+        expected
+            .iter()
+            .map(|e| (e["id"].as_str().unwrap().to_owned(), e["id"].to_string())),
+        invoke_payloads(&moto.url, "sturdy")
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned()),
+        &may_repeat,
+    );
 }
 
 #[test]
