@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::action::eventbridge::EventBridgeReplay;
+use crate::action::driver::SendPolicy;
+use crate::action::dynamodb::{DynamoDbPopulate, TimeAs};
+use crate::action::eventbridge::{self, EventBridgeReplay};
 use crate::action::lambda::{Invocation, LambdaInvoke};
 use crate::action::parquet::ParquetPopulate;
 use crate::action::policy::{RateLimiter, RetryPolicy};
+use crate::action::sql::{Dialect, Load, SqlPopulate, SqlSettings};
 use crate::action::Action;
 use crate::aws::{self, AwsArgs};
 use crate::event::{self, FieldMap};
@@ -43,6 +46,11 @@ Examples:
   # Records of another shape, mapped onto the envelope
   rehydrate preview --from testdata/eventstore.ndjson --map detail-type=eventType \\
       --map detail=payload --map time=createdAt --map source=aggregate --map id=eventId
+
+  # Load a read model into DynamoDB, PostgreSQL or MySQL (upserts on the key)
+  rehydrate populate dynamodb --from testdata/events.ndjson --query @queries/user_profiles.sql --table users
+  rehydrate populate postgres --from testdata/events.ndjson --query @queries/order_totals.sql \\
+      --url postgres://app@db.example:5432/shop --table order_totals --key id --create-table
 
   # What happened in the saved runs?
   rehydrate report \"SELECT status, count(*) FROM outcomes GROUP BY status\"
@@ -96,6 +104,21 @@ pub enum PopulateTarget {
         after_help = "Example:\n  rehydrate populate parquet --from testdata/events.ndjson --to out/events --partition-by source"
     )]
     Parquet(ParquetArgs),
+    /// Items in a DynamoDB table (BatchWriteItem); columns become attributes, detail a map.
+    #[command(
+        after_help = "Examples:\n  rehydrate populate dynamodb --from testdata/events.ndjson --query @queries/user_profiles.sql --table users\n  rehydrate populate dynamodb --from export/ --where \"source = 'com.shop.orders'\" --table events --dry-run"
+    )]
+    Dynamodb(DynamoDbArgs),
+    /// Rows upserted into a PostgreSQL table (RDS or any server), a transaction per batch.
+    #[command(
+        after_help = "Examples:\n  rehydrate populate postgres --from testdata/events.ndjson --query @queries/order_totals.sql --url postgres://app@localhost/shop --table order_totals --key id --create-table\n  PGPASSWORD=… rehydrate populate postgres --from export/ --url 'postgres://app@db.example/shop?sslmode=require' --table events --key id"
+    )]
+    Postgres(SqlArgs),
+    /// Rows upserted into a MySQL or MariaDB table (RDS or any server), a transaction per batch.
+    #[command(
+        after_help = "Examples:\n  rehydrate populate mysql --from testdata/events.ndjson --query @queries/order_totals.sql --url mysql://app@localhost/shop --table order_totals --key id --create-table\n  MYSQL_PWD=… rehydrate populate mysql --from export/ --url 'mysql://app@db.example/shop?ssl-mode=REQUIRED' --table events --key id"
+    )]
+    Mysql(SqlArgs),
 }
 
 /// Where events come from.
@@ -107,9 +130,9 @@ pub struct SourceArgs {
     /// Read records of another shape: FIELD=PATH, e.g. detail-type=eventType, time=meta.createdAt, detail=payload.
     #[arg(long = "map", value_name = "FIELD=PATH")]
     pub map: Vec<String>,
-    /// Events per Arrow batch.
-    #[arg(long, default_value_t = 8192, value_name = "N")]
-    pub batch_size: usize,
+    /// Events per Arrow batch (1 to 1048576).
+    #[arg(long, default_value_t = 8192, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub batch_size: u32,
 }
 
 /// Which events are selected.
@@ -186,37 +209,59 @@ pub struct ParquetArgs {
     pub run: RunArgs,
 }
 
-/// How hard to push an AWS target.
+/// How hard to push a target.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Attempts per event (the first included) for throttling and other retryable errors.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    /// Attempts per event (the first included) for throttling and other retryable errors (1 to 100).
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
-    /// At most this many events per second.
+    /// At most this many events per second (0.01 to 10000000).
     #[arg(long, value_name = "N")]
     pub rate: Option<f64>,
+    /// Lower the request size limit, for accounts or partitions still on an older limit (e.g. 262144).
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
 }
 
+/// The most requests in flight `--concurrency` allows.
+const MAX_CONCURRENCY: usize = 1024;
+
 impl SendArgs {
-    fn policy(&self, concurrency: usize) -> Result<(RetryPolicy, Option<Arc<RateLimiter>>)> {
-        if concurrency == 0 {
-            return Err(Error::usage("--concurrency must be at least 1"));
-        }
-        if self.max_attempts == 0 {
-            return Err(Error::usage("--max-attempts must be at least 1"));
+    fn policy(&self, concurrency: usize, continue_on_error: bool) -> Result<SendPolicy> {
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(Error::usage(format!(
+                "--concurrency {concurrency}: must be between 1 and {MAX_CONCURRENCY}"
+            )));
         }
         let rate = match self.rate {
-            Some(r) if r.is_nan() || r <= 0.0 => {
-                return Err(Error::usage("--rate must be a positive number of events per second"))
+            Some(r) if !(0.01..=10_000_000.0).contains(&r) => {
+                return Err(Error::usage(format!(
+                    "--rate {r}: must be between 0.01 and 10000000 events per second"
+                )))
             }
             Some(r) => Some(Arc::new(RateLimiter::new(r))),
             None => None,
         };
-        let retry = RetryPolicy {
-            max_attempts: self.max_attempts,
-            ..RetryPolicy::default()
-        };
-        Ok((retry, rate))
+        Ok(SendPolicy {
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                ..RetryPolicy::default()
+            },
+            rate,
+            concurrency,
+            continue_on_error,
+        })
+    }
+
+    /// `--max-request-bytes`, checked against the service's own limit.
+    fn request_bytes(&self, service_max: usize, what: &str) -> Result<usize> {
+        match self.max_request_bytes {
+            None => Ok(service_max),
+            Some(n) if (1024..=service_max).contains(&n) => Ok(n),
+            Some(n) => Err(Error::usage(format!(
+                "--max-request-bytes {n}: must be between 1024 and {service_max} ({what})"
+            ))),
+        }
     }
 }
 
@@ -280,6 +325,62 @@ pub struct InvokeArgs {
     pub run: RunArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct DynamoDbArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The table (its key attributes must be columns of the selection).
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+    /// How timestamps are stored: RFC 3339 UTC strings (S) or epoch milliseconds (N).
+    #[arg(long, value_enum, default_value_t = TimeAs::Rfc3339)]
+    pub time_as: TimeAs,
+    /// Keep JSON text columns (detail) as strings instead of maps.
+    #[arg(long)]
+    pub json_as_string: bool,
+    /// BatchWriteItem requests in flight (1 to 1024).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The server: postgres://user@host:port/db or mysql://user@host:port/db; the password from the URL or PGPASSWORD / MYSQL_PWD. TLS: ?sslmode=require / ?ssl-mode=REQUIRED.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The table: NAME or SCHEMA.NAME.
+    #[arg(long, value_name = "[SCHEMA.]TABLE")]
+    pub table: String,
+    /// The column(s) to upsert on: the table's primary key or a unique index.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "COL[,COL]")]
+    pub key: Vec<String>,
+    /// Create the table from the selection when it does not exist (JSON as jsonb/JSON, the key as primary key).
+    #[arg(long)]
+    pub create_table: bool,
+    /// Rows per transaction (1 to 100000).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub batch_rows: usize,
+    /// PostgreSQL: load batches with COPY into a staging table, or with multi-row INSERTs.
+    #[arg(long, value_enum, default_value_t = Load::Copy)]
+    pub load: Load,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OrderBy {
     Time,
@@ -303,7 +404,7 @@ pub struct ReportArgs {
 impl SourceArgs {
     pub fn to_spec(&self) -> Result<SourceSpec> {
         let map = FieldMap::parse(&self.map)?;
-        SourceSpec::resolve(&self.from, map, self.batch_size)
+        SourceSpec::resolve(&self.from, map, self.batch_size as usize)
     }
 }
 
@@ -352,7 +453,7 @@ impl FilterArgs {
 }
 
 impl RunArgs {
-    fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action) -> RunSpec {
+    fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action, send: SendPolicy) -> RunSpec {
         RunSpec {
             source,
             filter,
@@ -361,13 +462,18 @@ impl RunArgs {
             report_dir: self.report_dir.clone(),
             dead_letter: self.dead_letter.clone(),
             output: self.output,
+            send,
         }
     }
 }
 
 impl ReplayArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
-        let (retry, rate) = self.send.policy(self.concurrency)?;
+        let send = self.send.policy(self.concurrency, false)?;
+        let max_request_bytes = self.send.request_bytes(
+            eventbridge::MAX_REQUEST_BYTES,
+            "PutEvents takes at most 1 MB by EventBridge's size formula",
+        )?;
         let source = self.source.to_spec()?;
         let filter = self.filter.to_spec()?;
         let config = aws::connect(&self.aws, self.run.dry_run).await?;
@@ -377,17 +483,19 @@ impl ReplayArgs {
             source_override: self.source_override.clone(),
             detail_type_override: self.detail_type_override.clone(),
             marker: !self.no_marker,
-            retry,
-            concurrency: self.concurrency,
-            rate,
+            max_request_bytes,
         };
-        Ok(self.run.apply(source, filter, Action::Replay(Arc::new(replay))))
+        Ok(self.run.apply(source, filter, Action::Replay(Arc::new(replay)), send))
     }
 }
 
 impl InvokeArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
-        let (retry, rate) = self.send.policy(self.concurrency)?;
+        let send = self.send.policy(self.concurrency, self.continue_on_error)?;
+        let max_request_bytes = self.send.request_bytes(
+            self.invocation_type.max_payload(),
+            "Lambda's payload limit for this invocation type",
+        )?;
         let source = self.source.to_spec()?;
         let mut filter = self.filter.to_spec()?;
         if filter.query.is_some() && (self.order_by.is_some() || self.ordering_key.is_some()) {
@@ -402,13 +510,9 @@ impl InvokeArgs {
             client: aws_sdk_lambda::Client::new(&config),
             function: self.function.clone(),
             invocation: self.invocation_type,
-            ordered_by_key: self.ordering_key.is_some(),
-            continue_on_error: self.continue_on_error,
-            retry,
-            concurrency: self.concurrency,
-            rate,
+            max_request_bytes,
         };
-        Ok(self.run.apply(source, filter, Action::Invoke(Arc::new(invoke))))
+        Ok(self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send))
     }
 }
 
@@ -419,6 +523,55 @@ impl ParquetArgs {
             self.source.to_spec()?,
             self.filter.to_spec()?,
             Action::Parquet(Arc::new(populate)),
+            SendPolicy::default(),
+        ))
+    }
+}
+
+impl DynamoDbArgs {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
+        let send = self.send.policy(self.concurrency, false)?;
+        if self.send.max_request_bytes.is_some() {
+            return Err(Error::usage(
+                "--max-request-bytes does not apply to DynamoDB (BatchWriteItem: 25 items, 16 MB, 400 KB an item)",
+            ));
+        }
+        let source = self.source.to_spec()?;
+        let filter = self.filter.to_spec()?;
+        let config = aws::connect(&self.aws, self.run.dry_run).await?;
+        let populate = DynamoDbPopulate {
+            client: aws_sdk_dynamodb::Client::new(&config),
+            table: self.table.clone(),
+            time_as: self.time_as,
+            json_as_string: self.json_as_string,
+            key: Default::default(),
+        };
+        Ok(self
+            .run
+            .apply(source, filter, Action::DynamoDb(Arc::new(populate)), send))
+    }
+}
+
+impl SqlArgs {
+    pub fn to_spec(&self, dialect: Dialect) -> Result<RunSpec> {
+        let send = self.send.policy(1, false)?;
+        let populate = SqlPopulate::new(
+            dialect,
+            SqlSettings {
+                url: self.url.clone(),
+                table: self.table.clone(),
+                key: self.key.clone(),
+                create_table: self.create_table,
+                rows_per_batch: self.batch_rows,
+                load: self.load,
+                concurrency: 1,
+            },
+        )?;
+        Ok(self.run.apply(
+            self.source.to_spec()?,
+            self.filter.to_spec()?,
+            Action::Sql(Arc::new(populate)),
+            send,
         ))
     }
 }

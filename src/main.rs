@@ -2,6 +2,7 @@
 //! result onto the exit codes (0 ok, 1 could not proceed, 2 usage, 3 some events failed).
 
 use clap::Parser;
+use rehydrate::action::sql::Dialect;
 use rehydrate::cli::{Cli, Command, PopulateTarget};
 use rehydrate::{report, run, Result};
 
@@ -33,6 +34,9 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             run::preview(args.source.to_spec()?, args.filter.to_spec()?, args.limit, args.format).await
         }
         Command::Populate(PopulateTarget::Parquet(args)) => run::execute(args.to_spec()?).await,
+        Command::Populate(PopulateTarget::Dynamodb(args)) => run::execute(args.to_spec().await?).await,
+        Command::Populate(PopulateTarget::Postgres(args)) => run::execute(args.to_spec(Dialect::Postgres)?).await,
+        Command::Populate(PopulateTarget::Mysql(args)) => run::execute(args.to_spec(Dialect::MySql)?).await,
         Command::Replay(args) => run::execute(args.to_spec().await?).await,
         Command::Invoke(args) => run::execute(args.to_spec().await?).await,
         Command::Report(args) => {

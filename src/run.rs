@@ -39,6 +39,8 @@ pub struct RunSpec {
     pub report_dir: PathBuf,
     pub dead_letter: Option<PathBuf>,
     pub output: OutputFormat,
+    /// The driver's settings (concurrency, rate, retries).
+    pub send: crate::action::driver::SendPolicy,
 }
 
 /// Decoding threads: the reader is one more, and DataFusion and the action share the rest.
@@ -98,6 +100,15 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let ctx = filter::session(spec.source.batch_size)?;
     let events = events_stream(&spec.source, stats.clone(), tx.clone());
     let selection = filter::select(&ctx, events, &spec.filter).await?;
+    // What the target needs from the selection is checked before anything exists on disk.
+    let data_schema = crate::action::strip_columns(
+        &arrow::array::RecordBatch::new_empty(Arc::new(selection.df.schema().as_arrow().clone())),
+        &selection.helper_columns,
+    )?
+    .schema();
+    spec.action
+        .check(&data_schema, selection.is_whole_events(), spec.dry_run)
+        .await?;
 
     let run_id = new_run_id();
     let run_dir = spec.report_dir.join(&run_id);
@@ -112,6 +123,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let target = spec.action.target();
     let recorder = Recorder::start(&run_id, &run_dir, &target, dead_letter.clone(), rx)?;
     let progress = Progress::new(stats.clone(), spec.source.total_bytes);
+    let counters = Arc::new(crate::action::driver::Counters::default());
 
     let action_ctx = ActionContext {
         run_id: run_id.clone(),
@@ -120,6 +132,8 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         helper_columns: selection.helper_columns.clone(),
         outcomes: tx,
         progress: progress.clone(),
+        send: spec.send.clone(),
+        counters: counters.clone(),
     };
     let result = async {
         let stream = selection.df.execute_stream().await?;
@@ -133,6 +147,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let totals = recorder.finish()?;
 
     let read = stats.records();
+    let (requests, retries, bytes_sent) = counters.get();
     let matched = totals.succeeded + totals.failed + totals.skipped;
     let duration = t0.elapsed();
     let exit_code = match &result {
@@ -160,6 +175,9 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         duration_ms: duration.as_millis() as u64,
         events_per_s: read as f64 / duration.as_secs_f64().max(1e-9),
         bytes_read: stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        requests,
+        retries,
+        bytes_sent,
         dry_run: spec.dry_run,
         exit_code,
         dead_letter: (totals.dead_letters > 0).then(|| dead_letter.display().to_string()),

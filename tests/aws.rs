@@ -41,12 +41,20 @@ fn identity(v: &Value) -> (String, String, i64, String) {
     )
 }
 
-/// The requests moto recorded for `path_part` / `target`, with decoded bodies.
+/// Every request moto recorded. Concurrent requests can put two records on one line, so the
+/// recording is read as a stream of JSON values, not line by line.
+fn recording(endpoint: &str) -> Vec<Value> {
+    let text = moto_ctl(endpoint, &["recording", "get"]);
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|v| v.expect("moto's recording is a stream of JSON records"))
+        .collect()
+}
+
+/// The requests moto recorded that `matches` selects, with decoded bodies.
 fn recorded(endpoint: &str, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
-    moto_ctl(endpoint, &["recording", "get"])
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    recording(endpoint)
+        .into_iter()
         .filter(|r| matches(r))
         .map(|r| {
             let body = r["body"].as_str().unwrap_or("");
@@ -172,15 +180,15 @@ fn replay_batches_by_size_and_fails_an_oversize_event_without_sending_it() {
         .trim()
         .to_owned();
     let dir = tempfile::tempdir().unwrap();
-    // Eight events of ~60 KB (four fit a request by size, not ten) and one of ~300 KB.
+    // Eight events of ~200 KB (five fit a 1 MB request by size, not ten) and one of ~1.1 MB.
     let mut lines = Vec::new();
     for i in 0..8 {
         lines.push(serde_json::json!({"id": format!("e{i}"), "source": "s", "detail-type": "Blob", "time": "2026-01-01T00:00:00Z",
-            "detail": {"n": i, "pad": "x".repeat(60_000)}}).to_string());
+            "detail": {"n": i, "pad": "x".repeat(200_000)}}).to_string());
     }
     lines.push(
         serde_json::json!({"id": "huge", "source": "s", "detail-type": "Blob", "time": "2026-01-01T00:00:00Z",
-        "detail": {"pad": "y".repeat(300_000)}})
+        "detail": {"pad": "y".repeat(1_100_000)}})
         .to_string(),
     );
     let file = dir.path().join("big.ndjson");
@@ -197,14 +205,15 @@ fn replay_batches_by_size_and_fails_an_oversize_event_without_sending_it() {
     assert!(huge.error_message.as_deref().unwrap().contains("not sent"), "{huge:?}");
     assert_eq!(outcomes.iter().filter(|r| r.status == "succeeded").count(), 8);
     let requests = recorded(&moto.url, is_put_events);
-    assert!(requests.len() >= 2, "eight 60 KB events need more than one request");
+    assert!(requests.len() >= 2, "eight 200 KB events need more than one request");
     for r in &requests {
+        let mut size = 0;
         for e in r["Entries"].as_array().unwrap() {
-            assert!(
-                e["Detail"].as_str().unwrap().len() < 100_000,
-                "the oversize event was never sent"
-            );
+            let detail = e["Detail"].as_str().unwrap().len();
+            assert!(detail < 300_000, "the oversize event was never sent");
+            size += detail;
         }
+        assert!(size <= 1024 * 1024, "{size} bytes in one request");
     }
     let delivered = moto_ctl(&moto.url, &["drain", &queue, "8", "30"]);
     assert_eq!(delivered.lines().count(), 8);
@@ -214,6 +223,72 @@ fn replay_batches_by_size_and_fails_an_oversize_event_without_sending_it() {
     let dead: Vec<Value> = dead.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["id"], "huge");
+}
+
+#[test]
+fn replay_takes_600_kb_events_by_default_and_refuses_them_under_a_lower_limit() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let queue = moto_ctl(&moto.url, &["replay-target", "wide", "wide-q"])
+        .trim()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let event = serde_json::json!({"id": "wide", "source": "s", "detail-type": "Blob", "time": "2026-01-01T00:00:00Z",
+        "detail": {"pad": "w".repeat(600 * 1024)}});
+    let file = dir.path().join("wide.ndjson");
+    std::fs::write(&file, event.to_string()).unwrap();
+    // Since 2026-01-29 EventBridge takes entries up to 1 MB: accepted by default.
+    let ran = run_aws(
+        &["replay", "--from", file.to_str().unwrap(), "--bus", "wide"],
+        &moto.url,
+        0,
+    );
+    assert_eq!(ran.summary["succeeded"].as_u64(), Some(1));
+    assert!(ran.summary["bytes_sent"].as_u64().unwrap() > 600 * 1024);
+    assert_eq!(moto_ctl(&moto.url, &["drain", &queue, "1", "30"]).lines().count(), 1);
+    // An account still on the old limit: refused before sending, with the reason.
+    let ran = run_aws(
+        &[
+            "replay",
+            "--from",
+            file.to_str().unwrap(),
+            "--bus",
+            "wide",
+            "--max-request-bytes",
+            "262144",
+        ],
+        &moto.url,
+        3,
+    );
+    let rows = outcomes(&ran.run);
+    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].error_code.as_deref(), Some("EventTooLarge"));
+    assert_eq!(rows[0].attempts, 0);
+    assert!(
+        rows[0].error_message.as_deref().unwrap().contains("262144"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(
+        recorded(&moto.url, is_put_events).len(),
+        1,
+        "only the first run sent anything"
+    );
+    // Out of range: a usage error naming the range.
+    let o = rehydrate_aws(
+        &[
+            "replay",
+            "--from",
+            file.to_str().unwrap(),
+            "--bus",
+            "wide",
+            "--max-request-bytes",
+            "5000000",
+        ],
+        &moto.url,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("between 1024 and 1048576"), "{}", stderr(&o));
 }
 
 fn invoke_payloads(endpoint: &str, function: &str) -> Vec<Value> {
@@ -394,6 +469,10 @@ fn dry_run_sends_nothing() {
             (s["matched"].as_u64(), s["skipped"].as_u64(), s["dry_run"].as_bool()),
             (Some(25), Some(25), Some(true))
         );
+        // The requests it would have sent are a figure of the summary: 25 events make three
+        // PutEvents requests of at most 10, or 25 invocations.
+        let want = if cmd[0] == "replay" { 3 } else { 25 };
+        assert_eq!(s["requests"].as_u64(), Some(want), "{s}");
     }
     for run in runs(&reports) {
         assert_reconciles(&run);
@@ -653,9 +732,8 @@ fn async_invocation_respects_its_payload_limit() {
     assert_eq!(by_id("big").status, "failed");
     assert_eq!(by_id("big").error_code.as_deref(), Some("PayloadTooLarge"));
     assert_eq!(by_id("big").attempts, 0, "not sent");
-    let recorded_requests: Vec<Value> = moto_ctl(&moto.url, &["recording", "get"])
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let recorded_requests: Vec<Value> = recording(&moto.url)
+        .into_iter()
         .filter(|r| {
             r["url"]
                 .as_str()

@@ -430,3 +430,54 @@ fn help_examples_name_files_that_exist() {
         }
     }
 }
+
+#[test]
+fn out_of_range_flags_are_usage_errors_not_panics() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["replay", "--bus", "b", "--concurrency", "100000000000", "--dry-run"],
+            "between 1 and 1024",
+        ),
+        (
+            &["replay", "--bus", "b", "--concurrency", "0", "--dry-run"],
+            "between 1 and 1024",
+        ),
+        (
+            &["replay", "--bus", "b", "--rate", "1e-300", "--dry-run"],
+            "between 0.01 and",
+        ),
+        (
+            &["replay", "--bus", "b", "--rate", "NaN", "--dry-run"],
+            "between 0.01 and",
+        ),
+        (
+            &["invoke", "--function", "f", "--max-attempts", "0", "--dry-run"],
+            "1..=100",
+        ),
+        (
+            &["populate", "parquet", "--to", "out/x", "--batch-size", "0"],
+            "1..=1048576",
+        ),
+        (
+            &["populate", "parquet", "--to", "out/x", "--batch-size", "99999999999"],
+            "1048576",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec![args[0]];
+        let rest: Vec<&str> = args[1..].to_vec();
+        if args[0] == "populate" {
+            all.push(args[1]);
+            all.extend_from_slice(&["--from", "testdata/events.ndjson"]);
+            all.extend_from_slice(&rest[1..]);
+        } else {
+            all.extend_from_slice(&["--from", "testdata/events.ndjson"]);
+            all.extend_from_slice(&rest);
+        }
+        let o = rehydrate(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(want), "{all:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -1,42 +1,24 @@
 //! `replay`: put the selected events back onto an EventBridge bus with PutEvents.
 //!
-//! Batches hold at most 10 entries and 256 KB by EventBridge's size formula. Only the entries
-//! that failed with a retryable code are sent again, with backoff; permanent failures end in
-//! the report and the dead-letter file with EventBridge's ErrorCode and ErrorMessage. Every
-//! replayed event carries a marker resource naming the run, so rules and archives can tell
-//! replays from live traffic.
+//! What is particular to EventBridge: the request entry (with the marker resource naming the
+//! run, so rules and archives can tell replays from live traffic), its size by EventBridge's
+//! formula, and reading PutEvents' per-entry results. Batching, retries and the rest are the
+//! driver's.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use aws_sdk_eventbridge::config::http::HttpResponse;
-use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
+use arrow::array::RecordBatch;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 use aws_smithy_types::DateTime;
-use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
 
-use super::policy::{RateLimiter, RetryPolicy};
-use super::{ActionContext, RowKeys};
+use super::driver::{classify_sdk, Answer, Fault, Limits, Prepared, RequestTarget};
+use super::ActionContext;
 use crate::event::EnvelopeReader;
-use crate::report::{Outcome, Status};
-use crate::{Error, Result};
+use crate::Result;
 
-/// PutEvents limits.
+/// PutEvents limits: 10 entries, and since 2026-01-29 1 MB per request by EventBridge's size
+/// formula (256 KB before; `--max-request-bytes` lowers it for accounts still there).
 pub const MAX_ENTRIES: usize = 10;
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
-
-/// Error codes worth another attempt; anything else is permanent.
-const RETRYABLE: &[&str] = &[
-    "ThrottlingException",
-    "InternalFailure",
-    "InternalException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "TooManyRequestsException",
-    "RequestTimeout",
-];
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 pub struct EventBridgeReplay {
     pub client: Client,
@@ -46,23 +28,12 @@ pub struct EventBridgeReplay {
     pub detail_type_override: Option<String>,
     /// Adds `marker_prefix + run_id` to every event's resources.
     pub marker: bool,
-    pub retry: RetryPolicy,
-    pub concurrency: usize,
-    pub rate: Option<Arc<RateLimiter>>,
+    pub max_request_bytes: usize,
 }
 
 /// The resource added to every replayed event: `arn:aws:rehydrate:::run/<run-id>`.
 pub fn marker_resource(run_id: &str) -> String {
     format!("arn:aws:rehydrate:::run/{run_id}")
-}
-
-/// One event on its way to the bus.
-struct Pending {
-    entry: PutEventsRequestEntry,
-    keys: RowKeys,
-    envelope: String,
-    attempts: u32,
-    started: Instant,
 }
 
 /// EventBridge's entry size: Time 14 bytes (when set) plus the UTF-8 bytes of Source,
@@ -102,197 +73,64 @@ impl EventBridgeReplay {
             .event_bus_name(&self.bus)
             .build()
     }
+}
 
-    pub async fn run(&self, mut input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
-        // Requests are built in order and sent up to `concurrency` at a time.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Pending>>(self.concurrency.max(1) * 2);
-        let sender = async {
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-                .for_each_concurrent(self.concurrency.max(1), |batch| self.send_with_retries(batch, ctx))
-                .await;
-        };
-        let builder = async {
-            let mut batch: Vec<Pending> = Vec::new();
-            let mut batch_bytes = 0usize;
-            // A dry run batches and checks exactly as a real run, and reports the requests it
-            // would have sent instead of sending them.
-            let dry_requests = std::cell::Cell::new(0u64);
-            let dispatch = |full: Vec<Pending>| {
-                let tx = tx.clone();
-                let dry_requests = &dry_requests;
-                async move {
-                    if ctx.dry_run {
-                        for p in &full {
-                            ctx.send(p.keys.outcomes(Status::Skipped, |o| {
-                                o.error_code = Some("DryRun".into());
-                                o.error_message = Some(format!(
-                                    "dry run: would be sent in PutEvents request {}",
-                                    dry_requests.get() + 1
-                                ));
-                            }));
-                        }
-                        dry_requests.set(dry_requests.get() + 1);
-                        true
-                    } else {
-                        tx.send(full).await.is_ok()
-                    }
-                }
-            };
-            // If the input fails mid-way, the events already taken are still sent and reported.
-            let mut input_error: Option<Error> = None;
-            while let Some(rows) = input.next().await {
-                let rows = match rows {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        input_error = Some(e.into());
-                        break;
-                    }
-                };
-                let (reader, keys) = ctx.whole_events(&rows, "replay")?;
-                for row in 0..rows.num_rows() {
-                    let entry = self.entry(&reader, row, &ctx.run_id);
-                    let size = entry_size(&entry);
-                    let one = keys.take(&arrow::array::UInt32Array::from(vec![row as u32]))?;
-                    let pending = Pending {
-                        entry,
-                        keys: one,
-                        envelope: reader.envelope_json(row),
-                        attempts: 0,
-                        started: Instant::now(),
-                    };
-                    if size > MAX_REQUEST_BYTES {
-                        ctx.send(fail(&pending, "EventTooLarge", &format!(
-                            "the event is {size} bytes by EventBridge's size formula; PutEvents takes at most {MAX_REQUEST_BYTES} per request, so it was not sent"
-                        )));
-                        continue;
-                    }
-                    if batch.len() == MAX_ENTRIES || batch_bytes + size > MAX_REQUEST_BYTES {
-                        let full = std::mem::take(&mut batch);
-                        batch_bytes = 0;
-                        if !dispatch(full).await {
-                            return Ok(());
-                        }
-                    }
-                    batch_bytes += size;
-                    batch.push(pending);
-                }
-            }
-            if !batch.is_empty() {
-                dispatch(batch).await;
-            }
-            drop(tx);
-            if let Some(e) = input_error {
-                return Err(e);
-            }
-            if ctx.dry_run {
-                eprintln!(
-                    "dry run: would have sent {} PutEvents requests to {}",
-                    dry_requests.get(),
-                    self.bus
-                );
-            }
-            Ok::<(), Error>(())
-        };
-        let (built, ()) = futures::join!(builder, sender);
-        built
+impl RequestTarget for EventBridgeReplay {
+    type Item = PutEventsRequestEntry;
+
+    fn request_name(&self) -> &'static str {
+        "PutEvents"
     }
 
-    /// Sends one batch; resends only the entries that failed with a retryable code.
-    async fn send_with_retries(&self, mut batch: Vec<Pending>, ctx: &ActionContext) {
-        loop {
-            if let Some(rate) = &self.rate {
-                rate.acquire(batch.len()).await;
-            }
-            for p in batch.iter_mut() {
-                p.attempts += 1;
-            }
-            let entries: Vec<PutEventsRequestEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-            let result = self.client.put_events().set_entries(Some(entries)).send().await;
-            let mut retry: Vec<Pending> = Vec::new();
-            let mut outcomes: Vec<Outcome> = Vec::new();
-            match result {
-                Ok(resp) => {
-                    let results = resp.entries();
-                    for (i, p) in batch.into_iter().enumerate() {
-                        let r = results.get(i);
-                        match r.and_then(|r| r.error_code()) {
-                            None if r.is_some_and(|r| r.event_id().is_some()) => outcomes.extend(succeed(&p)),
-                            None => outcomes.extend(fail(
-                                &p,
-                                "MissingResult",
-                                "PutEvents returned no result for this entry",
-                            )),
-                            Some(code) if RETRYABLE.contains(&code) && self.retry.may_retry(p.attempts) => {
-                                retry.push(p)
-                            }
-                            Some(code) => {
-                                let msg = r.and_then(|r| r.error_message()).unwrap_or("");
-                                outcomes.extend(fail(&p, code, msg));
-                            }
-                        }
-                    }
-                }
-                Err(err) => {
-                    let (code, message, retryable) = classify(&err);
-                    for p in batch {
-                        if retryable && self.retry.may_retry(p.attempts) {
-                            retry.push(p);
-                        } else {
-                            outcomes.extend(fail(&p, &code, &message));
-                        }
-                    }
-                }
-            }
-            ctx.send(outcomes);
-            if retry.is_empty() {
-                return;
-            }
-            let next = retry.iter().map(|p| p.attempts).max().unwrap_or(1) + 1;
-            tokio::time::sleep(self.retry.backoff(next)).await;
-            batch = retry;
+    fn limits(&self) -> Limits {
+        Limits {
+            max_items: MAX_ENTRIES,
+            max_request_bytes: self.max_request_bytes,
+            max_item_bytes: self.max_request_bytes,
+            oversize_code: "EventTooLarge",
+            size_rule: "by EventBridge's size formula",
         }
     }
-}
 
-fn succeed(p: &Pending) -> Vec<Outcome> {
-    p.keys.outcomes(Status::Succeeded, |o| {
-        o.attempts = p.attempts;
-        o.latency_ms = Some(p.started.elapsed().as_secs_f64() * 1000.0);
-    })
-}
+    fn prepare(&self, rows: &RecordBatch, ctx: &ActionContext) -> Result<Vec<Result<Prepared<Self::Item>, Fault>>> {
+        let reader = ctx.whole_events(rows, "replay")?;
+        Ok((0..rows.num_rows())
+            .map(|row| {
+                let entry = self.entry(&reader, row, &ctx.run_id);
+                Ok(Prepared {
+                    size: entry_size(&entry),
+                    item: entry,
+                    dedupe_key: None,
+                })
+            })
+            .collect())
+    }
 
-fn fail(p: &Pending, code: &str, message: &str) -> Vec<Outcome> {
-    p.keys.outcomes(Status::Failed, |o| {
-        o.attempts = p.attempts;
-        o.latency_ms = Some(p.started.elapsed().as_secs_f64() * 1000.0);
-        o.error_code = Some(code.to_owned());
-        o.error_message = Some(message.to_owned());
-        o.dead_letter = Some(p.envelope.clone());
-    })
-}
+    fn dead_letter(&self, rows: &RecordBatch, row: usize) -> String {
+        EnvelopeReader::new(rows).map_or_else(String::new, |r| r.envelope_json(row))
+    }
 
-/// (code, message, retryable) for a request that failed as a whole. Throttling codes, HTTP 429
-/// and 5xx, timeouts and connection failures are worth another attempt; the rest are not.
-pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> (String, String, bool)
-where
-    SdkError<E, HttpResponse>: std::error::Error,
-{
-    match err {
-        SdkError::ServiceError(e) => {
-            let status = e.raw().status().as_u16();
-            let code = e
-                .err()
-                .code()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("HTTP{status}"));
-            let message = e.err().message().unwrap_or("").to_owned();
-            let retryable =
-                RETRYABLE.contains(&code.as_str()) || code.contains("Throttl") || status == 429 || status >= 500;
-            (code, message, retryable)
-        }
-        SdkError::TimeoutError(_) => ("Timeout".into(), "the request timed out".into(), true),
-        SdkError::DispatchFailure(e) => ("DispatchFailure".into(), format!("{e:?}"), true),
-        SdkError::ResponseError(e) => ("ResponseError".into(), format!("{e:?}"), true),
-        other => ("RequestFailed".into(), other.to_string(), false),
+    async fn send(&self, items: &[&Self::Item]) -> Result<Vec<Answer>, Fault> {
+        let entries: Vec<PutEventsRequestEntry> = items.iter().map(|e| (*e).clone()).collect();
+        let resp = self
+            .client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify_sdk(&e))?;
+        // Results come in request order: an id for each success, a code for each failure.
+        Ok(resp
+            .entries()
+            .iter()
+            .map(|r| match r.error_code() {
+                Some(code) => Answer::Failed(Fault::from_code(code, r.error_message().unwrap_or(""))),
+                None if r.event_id().is_some() => Answer::Succeeded,
+                None => Answer::Failed(Fault::permanent(
+                    "MissingResult",
+                    "PutEvents returned no result for this entry",
+                )),
+            })
+            .collect())
     }
 }

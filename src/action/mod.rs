@@ -1,18 +1,23 @@
 //! Actions: what is done with each selected event. An action is called once with the filtered
 //! stream, returns only after it has committed or flushed, and reports one outcome per event.
 //!
-//! Policy shared by every action (dry runs, tracing rows back to events, helper columns) lives
-//! here; each target is one file.
+//! Each target is one file that holds only what is particular to its service; everything else
+//! (batching, lanes, concurrency, rate, retries, dry runs, outcomes) is the driver's
+//! (`driver.rs`), and tracing rows back to their events is here.
 
+pub mod driver;
+pub mod dynamodb;
 pub mod eventbridge;
 pub mod lambda;
 pub mod parquet;
 pub mod policy;
+pub mod sql;
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, UInt64Type};
+use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Int32Type, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
 use tokio::sync::mpsc;
 
@@ -30,6 +35,10 @@ pub struct ActionContext {
     pub helper_columns: Vec<String>,
     pub outcomes: mpsc::UnboundedSender<RecorderMsg>,
     pub progress: Progress,
+    /// How hard to push the target (the driver's settings).
+    pub send: driver::SendPolicy,
+    /// What the driver sent, for the summary.
+    pub counters: Arc<driver::Counters>,
 }
 
 impl ActionContext {
@@ -46,16 +55,14 @@ impl ActionContext {
         strip_columns(batch, &self.helper_columns)
     }
 
-    /// For actions that send whole events: counts `rows` as matched and returns their
-    /// envelopes and keys, or a usage error when the selection is a projection.
-    pub fn whole_events<'b>(&self, rows: &'b RecordBatch, command: &str) -> Result<(EnvelopeReader<'b>, RowKeys)> {
-        self.progress.add_matched(rows.num_rows() as u64);
-        let reader = EnvelopeReader::new(rows).ok_or_else(|| {
+    /// For actions that send whole events: their envelopes, or a usage error when the
+    /// selection is a projection.
+    pub fn whole_events<'b>(&self, rows: &'b RecordBatch, command: &str) -> Result<EnvelopeReader<'b>> {
+        EnvelopeReader::new(rows).ok_or_else(|| {
             crate::Error::usage(format!(
                 "{command} needs whole events: use --where, or a --query that selects every envelope column"
             ))
-        })?;
-        Ok((reader, self.keys_of(rows)))
+        })
     }
 
     /// The event keys of `batch`, to be turned into outcomes later.
@@ -136,6 +143,27 @@ impl RowKeys {
         self.rows == 0
     }
 
+    /// The outcome of one row with `status` (nothing else set).
+    pub fn outcome(&self, row: usize, status: Status) -> Outcome {
+        let origin = self.origin.as_ref().and_then(|a| {
+            if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
+                let values = d.values().as_string_opt::<i32>()?;
+                return d
+                    .is_valid(row)
+                    .then(|| values.value(d.keys().value(row) as usize).to_owned());
+            }
+            let s = a.as_string_opt::<i32>()?;
+            s.is_valid(row).then(|| s.value(row).to_owned())
+        });
+        let position = self
+            .position
+            .as_ref()
+            .and_then(|a| a.as_primitive_opt::<UInt64Type>())
+            .filter(|a| a.is_valid(row))
+            .map(|a| a.value(row));
+        Outcome::new(self.event_id(row), origin, position, status)
+    }
+
     pub fn event_id(&self, row: usize) -> Option<String> {
         let a = self.id.as_ref()?.as_string_opt::<i32>()?;
         a.is_valid(row).then(|| a.value(row).to_owned())
@@ -164,6 +192,25 @@ impl RowKeys {
     }
 }
 
+/// Row `row` of `batch` as one line of JSON, without the helper columns (a dead letter for
+/// targets that write projections).
+pub fn row_json(batch: &RecordBatch, row: usize) -> String {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !schema.field(i).name().starts_with("__rehydrate_"))
+        .collect();
+    let one = match batch.project(&keep) {
+        Ok(b) => b.slice(row, 1),
+        Err(e) => return format!("{{\"error\":{:?}}}", e.to_string()),
+    };
+    let mut out = Vec::new();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+    if w.write(&one).and_then(|_| w.finish()).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&out).trim_end().to_owned()
+}
+
 /// `batch` without the named columns (names that are absent are ignored).
 pub fn strip_columns(batch: &RecordBatch, names: &[String]) -> Result<RecordBatch> {
     if names.is_empty() {
@@ -181,6 +228,8 @@ pub enum Action {
     Parquet(Arc<parquet::ParquetPopulate>),
     Replay(Arc<eventbridge::EventBridgeReplay>),
     Invoke(Arc<lambda::LambdaInvoke>),
+    DynamoDb(Arc<dynamodb::DynamoDbPopulate>),
+    Sql(Arc<sql::SqlPopulate>),
 }
 
 impl Action {
@@ -190,6 +239,8 @@ impl Action {
             Action::Parquet(p) => p.target(),
             Action::Replay(r) => r.target(),
             Action::Invoke(i) => i.target(),
+            Action::DynamoDb(d) => d.target(),
+            Action::Sql(s) => s.target(),
         }
     }
 
@@ -198,6 +249,29 @@ impl Action {
             Action::Parquet(_) => "populate parquet",
             Action::Replay(_) => "replay",
             Action::Invoke(_) => "invoke",
+            Action::DynamoDb(_) => "populate dynamodb",
+            Action::Sql(s) => s.command(),
+        }
+    }
+
+    /// Checks what the target needs from the selection (whole events, key columns, partition
+    /// columns, column types) against the plan's schema, before the run directory exists.
+    pub async fn check(&self, schema: &SchemaRef, whole_events: bool, dry_run: bool) -> Result<()> {
+        let whole = |command: &str| {
+            if whole_events {
+                Ok(())
+            } else {
+                Err(crate::Error::usage(format!(
+                    "{command} needs whole events: use --where, or a --query that selects every envelope column (SELECT * FROM events …)"
+                )))
+            }
+        };
+        match self {
+            Action::Parquet(p) => p.check(schema),
+            Action::Replay(_) => whole("replay"),
+            Action::Invoke(_) => whole("invoke"),
+            Action::DynamoDb(d) => d.check(schema, dry_run).await,
+            Action::Sql(s) => s.check(schema, dry_run).await,
         }
     }
 
@@ -205,8 +279,10 @@ impl Action {
     pub async fn run(&self, input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
         match self {
             Action::Parquet(p) => p.run(input, ctx).await,
-            Action::Replay(r) => r.run(input, ctx).await,
-            Action::Invoke(i) => i.run(input, ctx).await,
+            Action::Replay(r) => driver::run_requests(r.as_ref(), input, ctx).await,
+            Action::Invoke(i) => driver::run_requests(i.as_ref(), input, ctx).await,
+            Action::DynamoDb(d) => driver::run_requests(d.as_ref(), input, ctx).await,
+            Action::Sql(s) => s.run(input, ctx).await,
         }
     }
 }

@@ -7,13 +7,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
@@ -22,8 +20,8 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{strip_columns, ActionContext, RowKeys};
-use crate::report::Status;
+use super::driver::{self, Fault};
+use super::{strip_columns, ActionContext};
 use crate::{Error, Result};
 
 /// The value Hive, Athena and Spark use for a null or empty partition value.
@@ -83,7 +81,7 @@ impl ParquetPopulate {
     }
 
     /// Checks the partition columns against the rows that will be written.
-    fn check_partitions(&self, data_schema: &SchemaRef) -> Result<()> {
+    pub fn check(&self, data_schema: &SchemaRef) -> Result<()> {
         let names: Vec<&str> = data_schema.fields().iter().map(|f| f.name().as_str()).collect();
         for p in &self.partition_by {
             if !names.contains(&p.as_str()) {
@@ -101,102 +99,40 @@ impl ParquetPopulate {
         Ok(())
     }
 
-    pub async fn run(&self, mut input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
+    pub async fn run(&self, input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
         let data_schema = strip_columns(&RecordBatch::new_empty(input.schema()), &ctx.helper_columns)?.schema();
-        self.check_partitions(&data_schema)?;
-        let file_schema = strip_columns(&RecordBatch::new_empty(data_schema.clone()), &self.partition_by)?.schema();
-        let mut files = OpenFiles {
+        self.check(&data_schema)?;
+        let file_schema = strip_columns(&RecordBatch::new_empty(data_schema), &self.partition_by)?.schema();
+        let mut sink = ParquetSink {
             populate: self,
-            ctx,
+            run_id: &ctx.run_id,
             schema: file_schema,
             open: HashMap::new(),
             next_seq: 0,
-            first_error: None,
         };
-        // If the input fails mid-way, what was written so far is still committed and reported,
-        // and the run then stops with the input's error.
-        let mut input_error = None;
-        while let Some(batch) = input.next().await {
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    input_error = Some(e);
-                    break;
-                }
-            };
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            ctx.progress.add_matched(batch.num_rows() as u64);
-            if ctx.dry_run {
-                ctx.skip_all(&batch);
-                continue;
-            }
-            let keys = ctx.keys_of(&batch);
-            let data = ctx.strip_helpers(&batch)?;
-            if self.partition_by.is_empty() {
-                files.write(String::new(), &data, keys).await?;
-                continue;
-            }
-            for (partition, indices) in split_by_partition(&data, &self.partition_by)? {
-                let rows = arrow::compute::take_record_batch(&data, &indices)?;
-                files.write(partition, &rows, keys.take(&indices)?).await?;
-            }
-        }
-        let committed = files.close_all().await;
-        match input_error {
-            Some(e) => Err(e.into()),
-            None => committed,
-        }
+        driver::run_commits(&mut sink, input, ctx).await
     }
 }
 
-/// A Parquet file being written, and the keys of the rows in it (reported when it commits).
+/// The files of one run: a unit is a partition's open file.
+struct ParquetSink<'a> {
+    populate: &'a ParquetPopulate,
+    run_id: &'a str,
+    schema: SchemaRef,
+    open: HashMap<String, OpenFile>,
+    next_seq: u64,
+}
+
 struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
     path: StorePath,
     rows: usize,
-    pending: Vec<(Instant, RowKeys)>,
 }
 
-struct OpenFiles<'a> {
-    populate: &'a ParquetPopulate,
-    ctx: &'a ActionContext,
-    schema: SchemaRef,
-    open: HashMap<String, OpenFile>,
-    next_seq: u64,
-    first_error: Option<Error>,
-}
-
-impl OpenFiles<'_> {
-    async fn write(&mut self, partition: String, rows: &RecordBatch, keys: RowKeys) -> Result<()> {
-        let rows = strip_columns(rows, &self.populate.partition_by)?;
-        if !self.open.contains_key(&partition) {
-            let file = self.create(&partition)?;
-            self.open.insert(partition.clone(), file);
-        }
-        let file = self.open.get_mut(&partition).unwrap();
-        file.pending.push((Instant::now(), keys));
-        file.rows += rows.num_rows();
-        if let Err(e) = file.writer.write(&rows).await {
-            let file = self.open.remove(&partition).unwrap();
-            let error = Error::Target {
-                target: format!("/{}", file.path),
-                message: e.to_string(),
-            };
-            self.report(&file.pending, Err(&error));
-            return Err(error);
-        }
-        if file.rows >= self.populate.max_rows_per_file {
-            let file = self.open.remove(&partition).unwrap();
-            self.commit(file).await?;
-        }
-        Ok(())
-    }
-
-    fn create(&mut self, partition: &str) -> Result<OpenFile> {
+impl ParquetSink<'_> {
+    fn create(&mut self, partition: &str) -> Result<OpenFile, Fault> {
         let p = self.populate;
-        let name = format!("part-{}-{:05}.parquet", self.ctx.run_id, self.next_seq);
+        let name = format!("part-{}-{:05}.parquet", self.run_id, self.next_seq);
         self.next_seq += 1;
         let mut path = p.prefix.clone();
         for part in partition.split('/').filter(|s| !s.is_empty()) {
@@ -217,63 +153,57 @@ impl OpenFiles<'_> {
             BufWriter::new(p.store.clone(), path.clone()),
             self.schema.clone(),
             Some(props),
-        )?;
-        Ok(OpenFile {
-            writer,
-            path,
-            rows: 0,
-            pending: Vec::new(),
-        })
+        )
+        .map_err(|e| write_fault(&path, e))?;
+        Ok(OpenFile { writer, path, rows: 0 })
+    }
+}
+
+fn write_fault(path: &StorePath, e: impl std::fmt::Display) -> Fault {
+    Fault::permanent("ParquetWriteFailed", format!("/{path}: {e}"))
+}
+
+impl driver::CommitTarget for ParquetSink<'_> {
+    fn rows_per_unit(&self) -> usize {
+        self.populate.max_rows_per_file
     }
 
-    /// Closes the file; its rows succeed if the close (the commit) does.
-    async fn commit(&mut self, file: OpenFile) -> Result<()> {
-        let OpenFile {
-            writer,
-            path,
-            rows,
-            pending,
-        } = file;
-        let result = writer.close().await.map(|_| ()).map_err(|e| Error::Target {
-            target: format!("/{path}"),
-            message: format!("writing {rows} rows failed: {e}"),
-        });
-        self.report(&pending, result.as_ref().map(|_| ()));
-        result
+    fn route(&self, rows: &RecordBatch) -> Result<Vec<(String, Option<UInt32Array>)>> {
+        if self.populate.partition_by.is_empty() {
+            return Ok(vec![(String::new(), None)]);
+        }
+        Ok(split_by_partition(rows, &self.populate.partition_by)?
+            .into_iter()
+            .map(|(k, i)| (k, Some(i)))
+            .collect())
     }
 
-    fn report(&self, pending: &[(Instant, RowKeys)], result: std::result::Result<(), &Error>) {
-        let now = Instant::now();
-        let status = if result.is_ok() {
-            Status::Succeeded
-        } else {
-            Status::Failed
+    async fn write(&mut self, unit: &str, rows: &RecordBatch) -> Result<(), Fault> {
+        let rows = strip_columns(rows, &self.populate.partition_by)
+            .map_err(|e| Fault::permanent("ParquetWriteFailed", e.to_string()))?;
+        if !self.open.contains_key(unit) {
+            let file = self.create(unit)?;
+            self.open.insert(unit.to_owned(), file);
+        }
+        let file = self.open.get_mut(unit).expect("opened above");
+        file.rows += rows.num_rows();
+        file.writer.write(&rows).await.map_err(|e| write_fault(&file.path, e))
+    }
+
+    async fn commit(&mut self, unit: &str) -> Result<(), Fault> {
+        let Some(file) = self.open.remove(unit) else {
+            return Ok(());
         };
-        for (arrived, keys) in pending {
-            self.ctx.send_bulk(keys, status, |o| {
-                o.attempts = 1;
-                o.latency_ms = Some(now.duration_since(*arrived).as_secs_f64() * 1000.0);
-                if let Err(e) = result {
-                    o.error_code = Some("ParquetWriteFailed".into());
-                    o.error_message = Some(e.to_string());
-                }
-            });
-        }
+        let OpenFile { writer, path, rows } = file;
+        writer
+            .close()
+            .await
+            .map(|_| ())
+            .map_err(|e| write_fault(&path, format!("writing {rows} rows failed: {e}")))
     }
 
-    async fn close_all(mut self) -> Result<()> {
-        let mut partitions: Vec<String> = self.open.keys().cloned().collect();
-        partitions.sort();
-        for p in partitions {
-            let file = self.open.remove(&p).unwrap();
-            if let Err(e) = self.commit(file).await {
-                self.first_error.get_or_insert(e);
-            }
-        }
-        match self.first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+    fn discard(&mut self, unit: &str) {
+        self.open.remove(unit);
     }
 }
 

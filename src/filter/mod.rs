@@ -226,9 +226,9 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
             .parse_sql_expr(key, df.schema())
             .map_err(|e| sql_error("--ordering-key", e))?;
         df = df
-            .with_column(crate::action::lambda::ORDERING_KEY, expr)
+            .with_column(crate::action::driver::ORDERING_KEY, expr)
             .map_err(|e| sql_error("--ordering-key", e))?;
-        helper_columns.push(crate::action::lambda::ORDERING_KEY.to_owned());
+        helper_columns.push(crate::action::driver::ORDERING_KEY.to_owned());
     }
     Ok(Selection {
         df,

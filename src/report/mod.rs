@@ -113,6 +113,16 @@ pub struct RunSummary {
     pub duration_ms: u64,
     pub events_per_s: f64,
     pub bytes_read: u64,
+    /// Requests sent (commits, for stores written in transactions or files); in a dry run, the
+    /// requests it would have sent.
+    #[serde(default)]
+    pub requests: u64,
+    /// Items sent again after a retryable failure.
+    #[serde(default)]
+    pub retries: u64,
+    /// Bytes of items sent, by the target's size rule.
+    #[serde(default)]
+    pub bytes_sent: u64,
     pub dry_run: bool,
     pub exit_code: i32,
     pub dead_letter: Option<String>,
@@ -141,6 +151,9 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("duration_ms", DataType::UInt64, false),
         Field::new("events_per_s", DataType::Float64, false),
         Field::new("bytes_read", DataType::UInt64, false),
+        Field::new("requests", DataType::UInt64, false),
+        Field::new("retries", DataType::UInt64, false),
+        Field::new("bytes_sent", DataType::UInt64, false),
         Field::new("dry_run", DataType::Boolean, false),
         Field::new("exit_code", DataType::Int32, false),
         Field::new("dead_letter", DataType::Utf8, true),
@@ -514,6 +527,19 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
         thousands(s.skipped)
     ));
     out.push_str(&format!("  target    {}\n", s.target));
+    if s.dry_run {
+        out.push_str(&format!(
+            "  requests  {:>10}   would have been sent\n",
+            thousands(s.requests)
+        ));
+    } else if s.requests > 0 {
+        out.push_str(&format!(
+            "  requests  {:>10}   {} retried items, {} bytes sent\n",
+            thousands(s.requests),
+            thousands(s.retries),
+            thousands(s.bytes_sent)
+        ));
+    }
     if !named_failures.is_empty() {
         out.push_str("  problems:\n");
         for f in named_failures {

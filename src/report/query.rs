@@ -43,11 +43,12 @@ pub async fn register(ctx: &SessionContext, report_dir: &Path) -> Result<usize> 
             continue;
         }
         let text = std::fs::read_to_string(&run_json)?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Report {
+        // Through the struct, so that summaries of older versions get today's columns.
+        let summary: super::RunSummary = serde_json::from_str(&text).map_err(|e| Error::Report {
             path: run_json.clone(),
             message: format!("not a run summary ({e}); remove the directory or fix the file"),
         })?;
-        lines.push(serde_json::to_string(&value).unwrap());
+        lines.push(serde_json::to_string(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     }
     if lines.is_empty() {
         return Err(Error::usage(format!(
@@ -94,7 +95,7 @@ pub async fn run(sql: &str, report_dir: &Path, format: TableFormat) -> Result<()
 fn report_error(e: datafusion::error::DataFusionError) -> Error {
     let text = e.find_root().to_string();
     Error::Sql(format!(
-        "report: {text}\n  The tables are `runs` (run_id, command, source, filter, target, started_at, finished_at, read, rejected, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms)."
+        "report: {text}\n  The tables are `runs` (run_id, command, source, filter, target, started_at, finished_at, read, rejected, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms)."
     ))
 }
 

@@ -7,12 +7,15 @@ emulator and, at a seeded rate, answers some of them with the faults no emulator
 Prints the port it listens on (loopback, a free port) as its first line of stdout.
 
 Faults, chosen uniformly among those that fit the request:
-- throttle     answer 400 ThrottlingException (PutEvents) / 429 TooManyRequestsException
-               (Lambda Invoke) without forwarding;
+- throttle     answer 400 ThrottlingException (PutEvents), 429 TooManyRequestsException
+               (Lambda Invoke) or 400 ProvisionedThroughputExceededException (BatchWriteItem)
+               without forwarding;
 - error        answer 500 InternalFailure / ServiceException without forwarding;
-- partial      PutEvents only: forward a random subset of the entries and answer the others
+- partial      PutEvents: forward a random subset of the entries and answer the others
                with ErrorCode ThrottlingException, as EventBridge does (FailedEntryCount > 0);
-               the withheld entries never reach the emulator;
+               DynamoDB BatchWriteItem: forward a subset and return the rest in
+               UnprocessedItems, as DynamoDB does under load; the withheld items never reach
+               the emulator;
 - drop_before  close the connection without forwarding;
 - drop_after   forward, then close the connection without answering: the request took effect
                but the caller cannot know, so its retry is a duplicate no client can avoid.
@@ -96,7 +99,48 @@ def main():
                 return self.put_events(body)
             if "/functions/" in self.path and self.path.endswith("/invocations"):
                 return self.invoke(body)
+            if target.endswith("BatchWriteItem"):
+                return self.batch_write(body)
             self.reply(*self.forward(body))
+
+        def batch_write(self, body):
+            request = json.loads(body)
+            items = [(t, w) for t, ws in request["RequestItems"].items() for w in ws]
+            ident = lambda tw: json.dumps(tw[1]["PutRequest"]["Item"], sort_keys=True)
+            headers = [("Content-Type", "application/x-amz-json-1.0")]
+            fault = decide(["throttle", "error", "partial", "partial", "drop_before", "drop_after"])
+            if fault == "throttle":
+                record({"fault": fault, "target": "BatchWriteItem", "forwarded": []})
+                return self.reply(400, headers, json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", "message": "injected throttle"}).encode())
+            if fault == "error":
+                record({"fault": fault, "target": "BatchWriteItem", "forwarded": []})
+                return self.reply(500, headers, json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "injected"}).encode())
+            if fault == "drop_before":
+                record({"fault": fault, "target": "BatchWriteItem", "forwarded": []})
+                return self.drop()
+            if fault == "partial" and len(items) > 0:
+                with lock:
+                    keep = set(rng.sample(range(len(items)), rng.randint(0, len(items) - 1)))
+                sent = [items[i] for i in sorted(keep)]
+                withheld = [items[i] for i in range(len(items)) if i not in keep]
+                if sent:
+                    forwarded = {}
+                    for t, w in sent:
+                        forwarded.setdefault(t, []).append(w)
+                    status, _, data = self.forward(json.dumps({"RequestItems": forwarded}).encode())
+                    if status != 200:
+                        record({"fault": "partial-upstream-error", "target": "BatchWriteItem", "forwarded": [ident(i) for i in sent]})
+                        return self.reply(status, headers, data)
+                unprocessed = {}
+                for t, w in withheld:
+                    unprocessed.setdefault(t, []).append(w)
+                record({"fault": fault, "target": "BatchWriteItem", "forwarded": [ident(i) for i in sent]})
+                return self.reply(200, headers, json.dumps({"UnprocessedItems": unprocessed}).encode())
+            status, resp_headers, data = self.forward(body)
+            record({"fault": fault or "none", "target": "BatchWriteItem", "status": status, "forwarded": [ident(i) for i in items] if status == 200 else []})
+            if fault == "drop_after":
+                return self.drop()
+            self.reply(status, [(k, v) for k, v in resp_headers if k.lower() != "x-amz-crc32"], data)
 
         def put_events(self, body):
             entries = json.loads(body)["Entries"]

@@ -6,6 +6,8 @@
     moto_ctl.py ENDPOINT function NAME               -> a Docker-less function that echoes
     moto_ctl.py ENDPOINT queue-results JSON_LIST     -> results for the next invocations
     moto_ctl.py ENDPOINT recording start|get         -> moto's request recorder
+    moto_ctl.py ENDPOINT table NAME KEY:TYPE[,KEY:TYPE] -> a DynamoDB table (hash key first)
+    moto_ctl.py ENDPOINT scan NAME                   -> every item, as DynamoDB JSON (NDJSON)
 
 Moto quirks worked around here (seen on moto 5.2.5):
 - Lambda runs without Docker only after POST /moto-api/config {"lambda":{"use_docker":false}},
@@ -100,6 +102,25 @@ def recording(endpoint, what):
             pass
 
 
+def table(endpoint, name, keys):
+    ddb = client(endpoint, "dynamodb")
+    parts = [k.split(":") for k in keys.split(",")]
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": n, "KeyType": "HASH" if i == 0 else "RANGE"} for i, (n, _) in enumerate(parts)],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in parts],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def scan(endpoint, name):
+    # The low-level client keeps numbers as the strings DynamoDB stores: an exact oracle.
+    ddb = client(endpoint, "dynamodb")
+    for page in ddb.get_paginator("scan").paginate(TableName=name):
+        for item in page["Items"]:
+            print(json.dumps(item, ensure_ascii=False, sort_keys=True, default=lambda b: __import__("base64").b64encode(b).decode()))
+
+
 def main(argv):
     endpoint, cmd, rest = argv[0], argv[1], argv[2:]
     if cmd == "replay-target":
@@ -112,6 +133,10 @@ def main(argv):
         queue_results(endpoint, rest[0])
     elif cmd == "recording":
         recording(endpoint, rest[0])
+    elif cmd == "table":
+        table(endpoint, rest[0], rest[1])
+    elif cmd == "scan":
+        scan(endpoint, rest[0])
     else:
         raise SystemExit(__doc__)
 
