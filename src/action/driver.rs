@@ -12,8 +12,8 @@
 //!   commit that failed for a passing reason, splits a unit the server refused into single rows
 //!   where the target can, and reports every event of a unit when its commit is known.
 //!
-//! Error classes live in one place: [`Fault`] (retryable or not, the service's code and message,
-//! and whether the request may have been applied although no answer came back).
+//! Error classes live in one place, `fault.rs`: [`Fault`] (retryable or not, the service's code
+//! and message, and whether the request may have been applied although no answer came back).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -23,13 +23,11 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::DataType;
-use aws_sdk_eventbridge::config::http::HttpResponse;
-use aws_sdk_eventbridge::error::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+pub use super::fault::{classify_sdk, Fault};
 use super::policy::{RateLimiter, RetryPolicy};
 use super::{ActionContext, RowKeys};
 use crate::report::{Outcome, Status};
@@ -79,117 +77,6 @@ impl Counters {
             self.retries.load(Ordering::Relaxed),
             self.bytes_sent.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// Why a request, an item or a commit did not succeed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fault {
-    /// The service's error code (`ThrottlingException`, `ValidationException`, `23514`, …).
-    pub code: String,
-    pub message: String,
-    /// Another attempt may succeed (throttling, 5xx, timeouts, lost connections).
-    pub retryable: bool,
-    /// The request may have been applied although no answer came back (a lost response): a
-    /// resend may repeat it, which no client can avoid.
-    pub maybe_applied: bool,
-    /// A whole request was refused for what may be one of its items: the driver resends the
-    /// items one by one, so that only the offending one fails.
-    pub per_item: bool,
-}
-
-impl Fault {
-    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-            retryable: false,
-            maybe_applied: false,
-            per_item: false,
-        }
-    }
-
-    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            retryable: true,
-            ..Self::permanent(code, message)
-        }
-    }
-
-    /// A fault of `code`, retryable when the code is one of the throttling and transient codes
-    /// AWS services use.
-    pub fn from_code(code: impl Into<String>, message: impl Into<String>) -> Self {
-        let code = code.into();
-        let retryable = is_retryable_code(&code);
-        Self {
-            retryable,
-            ..Self::permanent(code, message)
-        }
-    }
-}
-
-/// The error codes of AWS services that are worth another attempt (EventBridge, Lambda,
-/// DynamoDB); anything else is permanent unless its HTTP status says otherwise.
-const RETRYABLE_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "InternalFailure",
-    "InternalException",
-    "InternalServerError",
-    "InternalServerException",
-    "ServiceException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "EC2ThrottledException",
-    "ResourceNotReadyException",
-    "ResourceConflictException",
-    "TransactionInProgressException",
-];
-
-fn is_retryable_code(code: &str) -> bool {
-    RETRYABLE_CODES.contains(&code) || code.contains("Throttl")
-}
-
-/// Classifies a failed AWS SDK call: throttling codes, HTTP 429 and 5xx, timeouts and connection
-/// failures are retryable; a response that was lost after the request went out may have been
-/// applied.
-pub fn classify_sdk<E>(err: &SdkError<E, HttpResponse>) -> Fault
-where
-    E: ProvideErrorMetadata + std::fmt::Debug,
-{
-    match err {
-        SdkError::ServiceError(e) => {
-            let status = e.raw().status().as_u16();
-            let code = e
-                .err()
-                .code()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("HTTP{status}"));
-            let message = e.err().message().unwrap_or("").to_owned();
-            let retryable = is_retryable_code(&code) || status == 429 || status >= 500;
-            Fault {
-                retryable,
-                ..Fault::permanent(code, message)
-            }
-        }
-        SdkError::TimeoutError(_) => Fault {
-            maybe_applied: true,
-            ..Fault::retryable("Timeout", "the request timed out")
-        },
-        SdkError::DispatchFailure(e) => {
-            Fault::retryable("DispatchFailure", format!("the request could not be sent: {e:?}"))
-        }
-        SdkError::ResponseError(e) => Fault {
-            maybe_applied: true,
-            ..Fault::retryable("ResponseError", format!("the response was lost or unreadable: {e:?}"))
-        },
-        other => Fault::permanent("RequestFailed", format!("{other:?}")),
     }
 }
 
@@ -847,19 +734,5 @@ fn report_rows<T: CommitTarget>(
             })
             .collect();
         ctx.send(outcomes);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_classified_in_one_place() {
-        assert!(Fault::from_code("ThrottlingException", "").retryable);
-        assert!(Fault::from_code("ProvisionedThroughputExceededException", "").retryable);
-        assert!(Fault::from_code("SomethingThrottled", "").retryable);
-        assert!(!Fault::from_code("ValidationException", "").retryable);
-        assert!(!Fault::from_code("AccessDeniedException", "").retryable);
     }
 }

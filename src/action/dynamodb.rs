@@ -442,18 +442,10 @@ pub fn to_attr(
             let plain = arrow::compute::cast(&array.slice(row, 1), value).map_err(|e| e.to_string())?;
             return to_attr(plain.as_ref(), 0, json, time_as, depth);
         }
-        DataType::Union(fields, _) => {
-            // The JSON union of datafusion-functions-json (`detail->'a'`): its `array` and
-            // `object` members hold JSON text.
-            let u = array.as_union();
-            let type_id = u.type_id(row);
-            let name = fields
-                .iter()
-                .find(|(id, _)| *id == type_id)
-                .map(|(_, f)| f.name().as_str())
-                .unwrap_or("");
-            let child = u.child(type_id);
-            let offset = u.value_offset(row);
+        DataType::Union(..) => {
+            let Some((name, child, offset)) = super::union_member(array, row) else {
+                return Ok(None);
+            };
             let is_json = matches!(name, "array" | "object");
             return to_attr(child.as_ref(), offset, is_json, time_as, depth);
         }

@@ -8,6 +8,7 @@
 pub mod driver;
 pub mod dynamodb;
 pub mod eventbridge;
+pub mod fault;
 pub mod lambda;
 pub mod parquet;
 pub mod policy;
@@ -190,6 +191,22 @@ impl RowKeys {
             })
             .collect()
     }
+}
+
+/// The member of a union value at `row`: its name, the child array and the row in it. The JSON
+/// functions (`detail->'a'`) return such unions, whose `array` and `object` members hold JSON
+/// text.
+pub fn union_member(array: &dyn Array, row: usize) -> Option<(&str, &ArrayRef, usize)> {
+    let DataType::Union(fields, _) = array.data_type() else {
+        return None;
+    };
+    let u = array.as_union();
+    let id = u.type_id(row);
+    let name = fields
+        .iter()
+        .find(|(i, _)| *i == id)
+        .map_or("", |(_, f)| f.name().as_str());
+    Some((name, u.child(id), u.value_offset(row)))
 }
 
 /// Row `row` of `batch` as one line of JSON, without the helper columns (a dead letter for

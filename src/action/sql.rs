@@ -18,7 +18,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::driver::{self, CommitTarget, Fault};
+use super::driver::{self, CommitTarget};
+use super::fault::{classify_sql, Fault};
 use super::ActionContext;
 use crate::{Error, Result};
 
@@ -26,6 +27,21 @@ use crate::{Error, Result};
 /// sent as COPY data.
 fn safe(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
+}
+
+/// Multi-row upserts of `rows` in `tx`, `per_statement` rows a statement (a macro: the two
+/// drivers' transactions are different types with the same methods).
+macro_rules! insert_chunks {
+    ($populate:expr, $tx:expr, $rows:expr, $per_statement:expr) => {
+        for chunk in $rows.chunks($per_statement) {
+            let sql = $populate.insert_sql(chunk.len());
+            let mut q = sqlx::query(safe(sql));
+            for v in chunk.iter().flatten() {
+                q = q.bind(v.as_deref());
+            }
+            q.execute(&mut *$tx).await.map_err(|e| classify_sql(&e))?;
+        }
+    };
 }
 
 /// Bound parameters per statement: both servers take at most 65,535.
@@ -471,32 +487,18 @@ impl SqlPopulate {
         let per_statement = (MAX_PARAMS / width).max(1);
         match pool {
             Pool::Pg(p) => {
-                let mut tx = p.begin().await.map_err(|e| classify(&e))?;
+                let mut tx = p.begin().await.map_err(|e| classify_sql(&e))?;
                 if self.load == Load::Copy && rows.len() > 1 {
                     self.copy(&mut tx, rows).await?;
                 } else {
-                    for chunk in rows.chunks(per_statement) {
-                        let sql = self.insert_sql(chunk.len());
-                        let mut q = sqlx::query(safe(sql.clone()));
-                        for v in chunk.iter().flatten() {
-                            q = q.bind(v.as_deref());
-                        }
-                        q.execute(&mut *tx).await.map_err(|e| classify(&e))?;
-                    }
+                    insert_chunks!(self, tx, rows, per_statement);
                 }
-                tx.commit().await.map_err(|e| classify(&e))
+                tx.commit().await.map_err(|e| classify_sql(&e))
             }
             Pool::My(p) => {
-                let mut tx = p.begin().await.map_err(|e| classify(&e))?;
-                for chunk in rows.chunks(per_statement) {
-                    let sql = self.insert_sql(chunk.len());
-                    let mut q = sqlx::query(safe(sql.clone()));
-                    for v in chunk.iter().flatten() {
-                        q = q.bind(v.as_deref());
-                    }
-                    q.execute(&mut *tx).await.map_err(|e| classify(&e))?;
-                }
-                tx.commit().await.map_err(|e| classify(&e))
+                let mut tx = p.begin().await.map_err(|e| classify_sql(&e))?;
+                insert_chunks!(self, tx, rows, per_statement);
+                tx.commit().await.map_err(|e| classify_sql(&e))
             }
         }
     }
@@ -515,7 +517,7 @@ impl SqlPopulate {
         )))
         .execute(&mut **tx)
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_sql(&e))?;
         let mut data = Vec::with_capacity(rows.len() * 128);
         for row in rows {
             for (i, v) in row.iter().enumerate() {
@@ -538,12 +540,12 @@ impl SqlPopulate {
         let mut copy = tx
             .copy_in_raw(&format!("COPY rehydrate_stage ({names}) FROM STDIN WITH (FORMAT csv)"))
             .await
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify_sql(&e))?;
         if let Err(e) = copy.send(data).await {
             let _ = copy.abort("rehydrate: sending the batch failed").await;
-            return Err(classify(&e));
+            return Err(classify_sql(&e));
         }
-        copy.finish().await.map_err(|e| classify(&e))?;
+        copy.finish().await.map_err(|e| classify_sql(&e))?;
         sqlx::query(safe(format!(
             "INSERT INTO {} ({names}) SELECT {names} FROM rehydrate_stage{}",
             self.qualified(),
@@ -551,7 +553,7 @@ impl SqlPopulate {
         )))
         .execute(&mut **tx)
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify_sql(&e))?;
         Ok(())
     }
 
@@ -661,33 +663,6 @@ impl CommitTarget for SqlSink<'_> {
         } else {
             String::new()
         })
-    }
-}
-
-/// A server error as a fault: SQLSTATE classes 08 (connection), 40 (serialization, deadlock),
-/// 53 (resources) and 57 (shutdown) are retryable; 22 (data) and 23 (integrity: CHECK, NOT NULL,
-/// foreign keys) are caused by rows, so the batch is split to find them.
-fn classify(e: &sqlx::Error) -> Fault {
-    match e {
-        sqlx::Error::Database(db) => {
-            let code = db
-                .code()
-                .map(|c| c.into_owned())
-                .unwrap_or_else(|| "DatabaseError".into());
-            let class = &code[..code.len().min(2)];
-            let message = db.message().to_owned();
-            let mut f = Fault::permanent(code.clone(), message);
-            f.retryable = matches!(class, "08" | "40" | "53" | "57");
-            f.per_item = matches!(class, "22" | "23" | "HY" | "42") && !f.retryable;
-            f
-        }
-        sqlx::Error::Io(err) => Fault {
-            maybe_applied: true,
-            ..Fault::retryable("IoError", err.to_string())
-        },
-        sqlx::Error::PoolTimedOut => Fault::retryable("PoolTimedOut", "no connection to the server within 30 s"),
-        sqlx::Error::Protocol(m) => Fault::retryable("ProtocolError", m.clone()),
-        other => Fault::permanent("DatabaseError", other.to_string()),
     }
 }
 
@@ -860,16 +835,7 @@ fn render(dialect: Dialect, f: &Field, array: &dyn Array, row: usize) -> Result<
 
 /// A nested value (list, struct, map, or the JSON union of `detail->'a'`) as JSON text.
 fn json_value(f: &Field, array: &dyn Array, row: usize) -> Option<String> {
-    if let DataType::Union(fields, _) = array.data_type() {
-        let u = array.as_union();
-        let id = u.type_id(row);
-        let name = fields
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, f)| f.name().as_str())
-            .unwrap_or("");
-        let child = u.child(id);
-        let offset = u.value_offset(row);
+    if let Some((name, child, offset)) = super::union_member(array, row) {
         if child.is_null(offset) {
             return None;
         }
