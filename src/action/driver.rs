@@ -736,3 +736,145 @@ fn report_rows<T: CommitTarget>(
         ctx.send(outcomes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::RecorderMsg;
+    use arrow::array::{StringArray, UInt64Array};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use std::sync::Mutex;
+
+    /// A target that records the requests it is given and answers from a script: the first
+    /// time an item named in `flaky` is sent it fails retryably.
+    struct Scripted {
+        requests: Mutex<Vec<Vec<String>>>,
+        flaky: Vec<&'static str>,
+        seen: Mutex<HashSet<String>>,
+    }
+
+    impl RequestTarget for Scripted {
+        type Item = String;
+        fn request_name(&self) -> &'static str {
+            "Test"
+        }
+        fn limits(&self) -> Limits {
+            Limits {
+                max_items: 3,
+                max_request_bytes: 10,
+                max_item_bytes: 6,
+                oversize_code: "TooLarge",
+                size_rule: "by length",
+            }
+        }
+        fn prepare(&self, rows: &RecordBatch, _: &ActionContext) -> Result<Vec<Result<Prepared<String>, Fault>>> {
+            let ids = rows.column(0).as_string::<i32>();
+            let sizes = rows.column(1).as_primitive::<arrow::datatypes::UInt64Type>();
+            Ok((0..rows.num_rows())
+                .map(|i| {
+                    let id = ids.value(i).to_owned();
+                    Ok(Prepared {
+                        dedupe_key: Some(id.trim_end_matches('\'').to_owned()),
+                        size: sizes.value(i) as usize,
+                        item: id,
+                    })
+                })
+                .collect())
+        }
+        fn dead_letter(&self, _: &RecordBatch, _: usize) -> String {
+            String::new()
+        }
+        async fn send(&self, items: &[&String]) -> Result<Vec<Answer>, Fault> {
+            self.requests
+                .lock()
+                .unwrap()
+                .push(items.iter().map(|s| (*s).clone()).collect());
+            Ok(items
+                .iter()
+                .map(|s| {
+                    let first = self.seen.lock().unwrap().insert((*s).clone());
+                    if first && self.flaky.contains(&s.as_str()) {
+                        Answer::Failed(Fault::retryable("Throttled", "try again"))
+                    } else {
+                        Answer::Succeeded
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_by_count_and_bytes_fails_oversize_alone_supersedes_and_retries_only_failures() {
+        // (id, size): "b'" has b's key and replaces it in the same request.
+        let rows = [
+            ("a", 2),
+            ("b", 2),
+            ("b'", 2),
+            ("c", 2),
+            ("big", 7),
+            ("d", 5),
+            ("e", 5),
+            ("f", 1),
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("size", DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(UInt64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let input = Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(vec![Ok(batch)]),
+        ));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = ActionContext {
+            run_id: "r".into(),
+            dry_run: false,
+            keys: Some(crate::filter::EventKeys {
+                id: "id".into(),
+                origin: "none".into(),
+                position: "none".into(),
+            }),
+            helper_columns: vec![],
+            outcomes: tx,
+            progress: crate::progress::Progress::new(Arc::new(Default::default()), None),
+            send: SendPolicy::default(),
+            counters: Arc::new(Counters::default()),
+        };
+        let target = Scripted {
+            requests: Mutex::new(Vec::new()),
+            flaky: vec!["d"],
+            seen: Mutex::new(HashSet::new()),
+        };
+        run_requests(&target, input, &ctx).await.unwrap();
+        drop(ctx);
+        let mut outcomes = HashMap::new();
+        while let Some(msg) = rx.recv().await {
+            if let RecorderMsg::Outcomes(os) = msg {
+                for o in os {
+                    outcomes.insert(o.event_id.clone().unwrap(), o);
+                }
+            }
+        }
+        let requests = target.requests.lock().unwrap().clone();
+        // a, b' and c fit three items; d (5) then e (5) make 10 bytes; the retry of d goes
+        // alone (before f: one request in flight, the default); f starts a new request.
+        assert_eq!(
+            requests,
+            vec![vec!["a", "b'", "c"], vec!["d", "e"], vec!["d"], vec!["f"]]
+        );
+        assert_eq!(outcomes["b"].error_code.as_deref(), Some("Superseded"));
+        assert_eq!(outcomes["big"].error_code.as_deref(), Some("TooLarge"));
+        assert_eq!(outcomes["big"].attempts, 0);
+        assert_eq!((outcomes["d"].status, outcomes["d"].attempts), (Status::Succeeded, 2));
+        assert_eq!((outcomes["e"].status, outcomes["e"].attempts), (Status::Succeeded, 1));
+        assert_eq!(outcomes.len(), rows.len());
+    }
+}

@@ -533,11 +533,15 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
             thousands(s.requests)
         ));
     } else if s.requests > 0 {
+        let bytes = if s.bytes_sent > 0 {
+            format!(", {} bytes sent", thousands(s.bytes_sent))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  requests  {:>10}   {} retried items, {} bytes sent\n",
+            "  requests  {:>10}   {} items retried{bytes}\n",
             thousands(s.requests),
             thousands(s.retries),
-            thousands(s.bytes_sent)
         ));
     }
     if !named_failures.is_empty() {
