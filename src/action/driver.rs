@@ -519,6 +519,10 @@ pub trait CommitTarget {
     /// Forgets a unit that failed.
     fn discard(&mut self, unit: &str);
 
+    /// Whether failed rows leave dead letters ([`CommitTarget::dead_letter`]); the driver then
+    /// keeps each unit's rows until its commit is known.
+    const DEAD_LETTERS: bool = false;
+
     /// The line a failed row leaves in the dead-letter file.
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> Option<String> {
         let _ = (rows, row);
@@ -544,7 +548,7 @@ pub async fn run_commits<T: CommitTarget>(
     let mut open: HashMap<String, OpenUnit> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut stop: Option<Error> = None;
-    let keep_rows = target.dead_letter(&RecordBatch::new_empty(input.schema()), 0).is_some();
+    let keep_rows = T::DEAD_LETTERS;
     while let Some(batch) = input.next().await {
         let batch = match batch {
             Ok(b) => b,

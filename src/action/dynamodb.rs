@@ -10,9 +10,10 @@ use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, Field, Float16Type, Float32Type, Float64Type,
-    Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type, Field, Float16Type,
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type,
+    UInt8Type,
 };
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, PutRequest, ScalarAttributeType, WriteRequest};
@@ -101,6 +102,15 @@ impl DynamoDbPopulate {
         }
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut problems = Vec::new();
+        for f in schema.fields() {
+            if !writable(f.data_type()) {
+                problems.push(format!(
+                    "the column {} is of type {}, which has no DynamoDB attribute type (cast it in --query)",
+                    f.name(),
+                    f.data_type()
+                ));
+            }
+        }
         for (name, ty) in &key {
             match schema.field_with_name(name) {
                 Err(_) => problems.push(format!("the key attribute {name} ({}) is not a column", ty.as_str())),
@@ -308,6 +318,34 @@ impl DynamoDbPopulate {
     }
 }
 
+/// Whether values of type `t` can be written as attributes (see [`to_attr`]).
+fn writable(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => writable(f.data_type()),
+        DataType::Struct(fields) => fields.iter().all(|f| writable(f.data_type())),
+        DataType::Dictionary(_, v) => writable(v),
+        DataType::Union(..) => true,
+        t => {
+            t.is_numeric()
+                || matches!(
+                    t,
+                    DataType::Null
+                        | DataType::Boolean
+                        | DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Timestamp(..)
+                        | DataType::Date32
+                        | DataType::Date64
+                        | DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
+                        | DataType::FixedSizeBinary(_)
+                )
+        }
+    }
+}
+
 fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
@@ -391,6 +429,8 @@ pub fn to_attr(
         DataType::Float16 => float!(Float16Type),
         DataType::Float32 => float!(Float32Type),
         DataType::Float64 => float!(Float64Type),
+        DataType::Decimal32(..) => AttributeValue::N(array.as_primitive::<Decimal32Type>().value_as_string(row)),
+        DataType::Decimal64(..) => AttributeValue::N(array.as_primitive::<Decimal64Type>().value_as_string(row)),
         DataType::Decimal128(..) => AttributeValue::N(array.as_primitive::<Decimal128Type>().value_as_string(row)),
         DataType::Decimal256(..) => AttributeValue::N(array.as_primitive::<Decimal256Type>().value_as_string(row)),
         DataType::Timestamp(unit, _) => {

@@ -107,7 +107,7 @@ impl RequestTarget for EventBridgeReplay {
     }
 
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> String {
-        EnvelopeReader::new(rows).map_or_else(String::new, |r| r.envelope_json(row))
+        super::envelope_line(rows, row)
     }
 
     async fn send(&self, items: &[&Self::Item]) -> Result<Vec<Answer>, Fault> {

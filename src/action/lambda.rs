@@ -14,7 +14,6 @@ use aws_sdk_lambda::Client;
 
 use super::driver::{classify_sdk, Answer, Fault, Limits, Prepared, RequestTarget};
 use super::ActionContext;
-use crate::event::EnvelopeReader;
 use crate::Result;
 
 /// Lambda's payload limits: 6 MB for synchronous invocation, 1 MB for asynchronous (since
@@ -87,7 +86,7 @@ impl RequestTarget for LambdaInvoke {
     }
 
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> String {
-        EnvelopeReader::new(rows).map_or_else(String::new, |r| r.envelope_json(row))
+        super::envelope_line(rows, row)
     }
 
     async fn send(&self, items: &[&Self::Item]) -> Result<Vec<Answer>, Fault> {

@@ -209,6 +209,12 @@ pub fn union_member(array: &dyn Array, row: usize) -> Option<(&str, &ArrayRef, u
     Some((name, u.child(id), u.value_offset(row)))
 }
 
+/// Row `row` of a batch of whole events as its EventBridge envelope (the dead letter of the
+/// targets that send whole events).
+pub fn envelope_line(batch: &RecordBatch, row: usize) -> String {
+    EnvelopeReader::new(batch).map_or_else(|| row_json(batch, row), |r| r.envelope_json(row))
+}
+
 /// Row `row` of `batch` as one line of JSON, without the helper columns (a dead letter for
 /// targets that write projections).
 pub fn row_json(batch: &RecordBatch, row: usize) -> String {

@@ -657,12 +657,10 @@ impl CommitTarget for SqlSink<'_> {
         self.rows.clear();
     }
 
+    const DEAD_LETTERS: bool = true;
+
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> Option<String> {
-        Some(if rows.num_rows() > row {
-            super::row_json(rows, row)
-        } else {
-            String::new()
-        })
+        Some(super::row_json(rows, row))
     }
 }
 
@@ -701,7 +699,10 @@ fn sql_type(dialect: Dialect, f: &Field, is_key: bool) -> Result<String, String>
         DataType::UInt64 => if pg { "numeric(20,0)" } else { "BIGINT UNSIGNED" }.into(),
         DataType::Float16 | DataType::Float32 => "real".into(),
         DataType::Float64 => if pg { "double precision" } else { "DOUBLE" }.into(),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => {
             let s = (*s).max(0) as u8;
             if pg {
                 format!("numeric({p},{s})")
@@ -756,7 +757,9 @@ fn compatible(f: &Field, table_type: &str) -> bool {
         DataType::Boolean => t.contains("bool") || t.starts_with("tinyint"),
         d if d.is_integer() => numeric,
         d if d.is_floating() => numeric && !t.contains("int"),
-        DataType::Decimal128(..) | DataType::Decimal256(..) => numeric,
+        DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..) => {
+            numeric
+        }
         DataType::Timestamp(..) => t.contains("timestamp") || t.contains("datetime"),
         DataType::Date32 | DataType::Date64 => t.contains("date") || t.contains("timestamp"),
         DataType::Dictionary(_, v) => compatible(&Field::new(f.name(), (**v).clone(), true), table_type),
