@@ -38,7 +38,7 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 rate() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
 row() { printf '%-34s %8.2f s %10s rows/s\n' "$1" "$2" "$(rate "$3" "$2")"; }
 
-pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+pg() { PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 my() { mariadb -h 127.0.0.1 -u root --default-character-set=utf8mb4 "$@"; }
 pg -d postgres -c "DROP DATABASE IF EXISTS rh_bench" -c "CREATE DATABASE rh_bench"
 my -e "DROP DATABASE IF EXISTS rh_bench; CREATE DATABASE rh_bench"
@@ -85,7 +85,7 @@ s_ddb=$(secs "$bin" populate dynamodb --from "$ddb_store" --query "$query" --tab
 $py tests/support/moto_ctl.py "$endpoint" table peer id:S
 s_boto=$(secs $py - "$endpoint" "$ddb_store" <<'PY'
 import json, sys, boto3
-t = boto3.resource("dynamodb", endpoint_url=sys.argv[1]).Table("peer")
+t = boto3.resource("dynamodb", endpoint_url=sys.argv[1], region_name="eu-west-1").Table("peer")
 with t.batch_writer() as w:
     for line in open(sys.argv[2]):
         e = json.loads(line)
