@@ -172,6 +172,9 @@ pub struct RunArgs {
     /// text: a summary on stderr; json: the run summary on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// After Ctrl-C / SIGTERM, seconds that requests in flight may take to finish (0 to 600).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub grace_period: f64,
 }
 
 #[derive(Debug, Args)]
@@ -453,8 +456,14 @@ impl FilterArgs {
 }
 
 impl RunArgs {
-    fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action, send: SendPolicy) -> RunSpec {
-        RunSpec {
+    fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action, send: SendPolicy) -> Result<RunSpec> {
+        if !(0.0..=600.0).contains(&self.grace_period) {
+            return Err(Error::usage(format!(
+                "--grace-period {}: must be between 0 and 600 seconds",
+                self.grace_period
+            )));
+        }
+        Ok(RunSpec {
             source,
             filter,
             action,
@@ -463,7 +472,8 @@ impl RunArgs {
             dead_letter: self.dead_letter.clone(),
             output: self.output,
             send,
-        }
+            grace_period: std::time::Duration::from_secs_f64(self.grace_period),
+        })
     }
 }
 
@@ -485,7 +495,7 @@ impl ReplayArgs {
             marker: !self.no_marker,
             max_request_bytes,
         };
-        Ok(self.run.apply(source, filter, Action::Replay(Arc::new(replay)), send))
+        self.run.apply(source, filter, Action::Replay(Arc::new(replay)), send)
     }
 }
 
@@ -512,19 +522,19 @@ impl InvokeArgs {
             invocation: self.invocation_type,
             max_request_bytes,
         };
-        Ok(self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send))
+        self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send)
     }
 }
 
 impl ParquetArgs {
     pub fn to_spec(&self) -> Result<RunSpec> {
         let populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
-        Ok(self.run.apply(
+        self.run.apply(
             self.source.to_spec()?,
             self.filter.to_spec()?,
             Action::Parquet(Arc::new(populate)),
             SendPolicy::default(),
-        ))
+        )
     }
 }
 
@@ -546,9 +556,8 @@ impl DynamoDbArgs {
             json_as_string: self.json_as_string,
             key: Default::default(),
         };
-        Ok(self
-            .run
-            .apply(source, filter, Action::DynamoDb(Arc::new(populate)), send))
+        self.run
+            .apply(source, filter, Action::DynamoDb(Arc::new(populate)), send)
     }
 }
 
@@ -567,12 +576,12 @@ impl SqlArgs {
                 concurrency: 1,
             },
         )?;
-        Ok(self.run.apply(
+        self.run.apply(
             self.source.to_spec()?,
             self.filter.to_spec()?,
             Action::Sql(Arc::new(populate)),
             send,
-        ))
+        )
     }
 }
 

@@ -2,8 +2,9 @@
 //! `preview` command, which stops before the action.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use datafusion::error::DataFusionError;
@@ -41,6 +42,8 @@ pub struct RunSpec {
     pub output: OutputFormat,
     /// The driver's settings (concurrency, rate, retries).
     pub send: crate::action::driver::SendPolicy,
+    /// After SIGINT / SIGTERM, how long requests in flight may take to finish.
+    pub grace_period: Duration,
 }
 
 /// Decoding threads: the reader is one more, and DataFusion and the action share the rest.
@@ -48,22 +51,92 @@ fn decode_parallelism() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
 }
 
-/// The source as a DataFusion stream; rejections go to the recorder as they are found.
+/// The source as a DataFusion stream; rejections go to the recorder as they are found. The
+/// stream ends early once `stop` is set (a signal), and `reached` counts the records that went
+/// on to the filter (events and rejections).
 fn events_stream(
     source: &SourceSpec,
     stats: Arc<SourceStats>,
     rejections: mpsc::UnboundedSender<RecorderMsg>,
+    stop: Arc<AtomicBool>,
+    reached: Arc<AtomicU64>,
 ) -> SendableRecordBatchStream {
-    let stream = file::stream(source, stats, decode_parallelism()).map(move |decoded| match decoded {
-        Ok(d) => {
-            if !d.rejections.is_empty() {
-                let _ = rejections.send(RecorderMsg::Rejections(d.rejections));
+    let stream = file::stream(source, stats, decode_parallelism())
+        .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
+        .map(move |decoded| match decoded {
+            Ok(d) => {
+                reached.fetch_add((d.batch.num_rows() + d.rejections.len()) as u64, Ordering::Relaxed);
+                if !d.rejections.is_empty() {
+                    let _ = rejections.send(RecorderMsg::Rejections(d.rejections));
+                }
+                Ok(d.batch)
             }
-            Ok(d.batch)
-        }
-        Err(e) => Err(DataFusionError::External(Box::new(e))),
-    });
+            Err(e) => Err(DataFusionError::External(Box::new(e))),
+        });
     Box::pin(RecordBatchStreamAdapter::new(event::schema(), stream))
+}
+
+/// SIGINT / SIGTERM during a run. The first stops reading and lets the work in flight finish
+/// within the grace period; the second, or the end of the grace period, stops at once.
+struct Interrupt {
+    stop: Arc<AtomicBool>,
+    first: Arc<tokio::sync::Notify>,
+    second: Arc<tokio::sync::Notify>,
+    /// The work in flight was abandoned (grace period over, or a second signal).
+    hard: Arc<AtomicBool>,
+    /// A second signal: stop at once, not even turning the outcomes log into Parquet.
+    at_once: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    fn listen(grace: Duration) -> Self {
+        let me = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            first: Arc::new(tokio::sync::Notify::new()),
+            second: Arc::new(tokio::sync::Notify::new()),
+            hard: Arc::new(AtomicBool::new(false)),
+            at_once: Arc::new(AtomicBool::new(false)),
+        };
+        let (stop, first, second) = (me.stop.clone(), me.first.clone(), me.second.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+                return;
+            };
+            for n in 0..2 {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if n == 0 {
+                    stop.store(true, Ordering::Relaxed);
+                    first.notify_one();
+                    eprintln!(
+                        "rehydrate: stopping: no more events are read; requests in flight may finish for {} s (signal again to stop at once)",
+                        grace.as_secs_f64()
+                    );
+                } else {
+                    second.notify_one();
+                }
+            }
+        });
+        me
+    }
+
+    fn interrupted(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the run must stop at once: a second signal, or the grace period after the
+    /// first.
+    async fn hard_stop(&self, grace: Duration) {
+        self.first.notified().await;
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = self.second.notified() => self.at_once.store(true, Ordering::Relaxed),
+        }
+        self.hard.store(true, Ordering::Relaxed);
+    }
 }
 
 /// DataFusion wraps our own errors (a source that failed mid-stream); unwrap them so the user
@@ -95,10 +168,18 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let t0 = Instant::now();
     let stats = Arc::new(SourceStats::default());
     let (tx, rx) = mpsc::unbounded_channel::<RecorderMsg>();
+    let interrupt = Interrupt::listen(spec.grace_period);
+    let reached = Arc::new(AtomicU64::new(0));
 
     // Plan first: bad SQL is reported before anything is created on disk.
     let ctx = filter::session(spec.source.batch_size)?;
-    let events = events_stream(&spec.source, stats.clone(), tx.clone());
+    let events = events_stream(
+        &spec.source,
+        stats.clone(),
+        tx.clone(),
+        interrupt.stop.clone(),
+        reached.clone(),
+    );
     let selection = filter::select(&ctx, events, &spec.filter).await?;
     // What the target needs from the selection is checked before anything exists on disk.
     let data_schema = crate::action::strip_columns(
@@ -134,29 +215,114 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         progress: progress.clone(),
         send: spec.send.clone(),
         counters: counters.clone(),
+        stop: interrupt.stop.clone(),
     };
-    let result = async {
+    let mut summary = RunSummary {
+        run_id: run_id.clone(),
+        status: "running".into(),
+        pid: Some(std::process::id()),
+        command: spec.action.command().into(),
+        source: spec.source.description.clone(),
+        filter: spec.filter.to_string(),
+        target: target.clone(),
+        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        finished_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        read: 0,
+        rejected: 0,
+        filtered: 0,
+        matched: 0,
+        succeeded: 0,
+        failed: 0,
+        skipped: 0,
+        duration_ms: 0,
+        events_per_s: 0.0,
+        bytes_read: 0,
+        requests: 0,
+        retries: 0,
+        bytes_sent: 0,
+        dry_run: spec.dry_run,
+        exit_code: 0,
+        dead_letter: None,
+        error: None,
+        rehydrate_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    // Saved now, so that a run killed before its end is still seen by `rehydrate report`.
+    report::save_summary(&run_dir, &summary)?;
+
+    // `matched` is counted where the filter emits rows, apart from the outcomes, so an outcome
+    // that never arrives is a gap to report, not a silent "filtered".
+    let matched_rows = Arc::new(AtomicU64::new(0));
+    let work = async {
         let stream = selection.df.execute_stream().await?;
+        let schema = stream.schema();
+        let (counter, progress) = (matched_rows.clone(), progress.clone());
+        let counted = stream.inspect(move |b| {
+            if let Ok(b) = b {
+                counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                progress.add_matched(b.num_rows() as u64);
+            }
+        });
+        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
         spec.action.run(stream, &action_ctx).await
-    }
-    .await
-    .map_err(plain);
+    };
+    let result = tokio::select! {
+        r = work => r.map_err(plain),
+        () = interrupt.hard_stop(spec.grace_period) => Ok(()),
+    };
     progress.finish();
+    let hard = interrupt.hard.load(Ordering::Relaxed);
+    if interrupt.at_once.load(Ordering::Relaxed) {
+        // Stop at once: the log stays as it is (the report reads it) instead of becoming
+        // outcomes.parquet.
+        recorder.keep_log();
+    }
     drop(action_ctx);
     drop(ctx);
     let totals = recorder.finish()?;
 
-    let read = stats.records();
+    let read = reached.load(Ordering::Relaxed);
     let (requests, retries, bytes_sent) = counters.get();
-    let matched = totals.succeeded + totals.failed + totals.skipped;
+    let matched = matched_rows.load(Ordering::Relaxed);
+    let outcomes = totals.succeeded + totals.failed + totals.skipped;
+    let interrupted = interrupt.interrupted();
+    let result = match result {
+        Ok(()) if !interrupted && outcomes != matched => Err(Error::Internal(format!(
+            "{matched} events were matched but {outcomes} outcomes were recorded: {} missing",
+            matched as i64 - outcomes as i64
+        ))),
+        other => other,
+    };
     let duration = t0.elapsed();
     let exit_code = match &result {
+        _ if interrupted => 130,
         Err(e) => e.exit_code(),
         Ok(()) if totals.failed > 0 || totals.rejected > 0 => 3,
         Ok(()) => 0,
     };
-    let summary = RunSummary {
+    let error = match &result {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if interrupted => Some(format!(
+            "interrupted by a signal: {} of {matched} matched events have an outcome{}",
+            outcomes,
+            if hard {
+                " (stopped at once: requests in flight were abandoned)"
+            } else {
+                ""
+            }
+        )),
+        Ok(()) => None,
+    };
+    summary = RunSummary {
         run_id: run_id.clone(),
+        status: if interrupted {
+            "interrupted"
+        } else if result.is_err() {
+            "failed"
+        } else {
+            "completed"
+        }
+        .into(),
+        pid: None,
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
         filter: spec.filter.to_string(),
@@ -181,7 +347,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         dry_run: spec.dry_run,
         exit_code,
         dead_letter: (totals.dead_letters > 0).then(|| dead_letter.display().to_string()),
-        error: result.as_ref().err().map(|e| e.to_string()),
+        error,
         rehydrate_version: env!("CARGO_PKG_VERSION").into(),
     };
     report::save_summary(&run_dir, &summary)?;
@@ -191,10 +357,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
             report::human_summary(&summary, &totals.named_failures, &spec.report_dir)
         ),
         OutputFormat::Json => {
-            println!(
-                "{}",
-                serde_json::to_string(&summary).map_err(|e| Error::Internal(e.to_string()))?
-            );
+            print_line(&serde_json::to_string(&summary).map_err(|e| Error::Internal(e.to_string()))?)?;
             if !totals.named_failures.is_empty() {
                 for f in &totals.named_failures {
                     eprintln!("{f}");
@@ -202,7 +365,20 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
             }
         }
     }
-    result.map(|()| exit_code)
+    match result {
+        Ok(()) => Ok(exit_code),
+        Err(_) if interrupted => Ok(exit_code),
+        Err(e) => Err(e),
+    }
+}
+
+/// One line on stdout; a reader that went away (`… | head`) is not an error.
+fn print_line(text: &str) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// How `preview` prints.
@@ -226,7 +402,13 @@ pub async fn preview(
     let stats = Arc::new(SourceStats::default());
     let (tx, mut rx) = mpsc::unbounded_channel::<RecorderMsg>();
     let ctx = filter::session(source.batch_size)?;
-    let events = events_stream(&source, stats.clone(), tx);
+    let events = events_stream(
+        &source,
+        stats.clone(),
+        tx,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let selection = filter::select(&ctx, events, &filter_spec).await?;
     let limit = match (limit, format) {
         (None, PreviewFormat::Table) => Some(20),
@@ -270,7 +452,7 @@ pub async fn preview(
     drop(out);
     drop(stream);
     match format {
-        PreviewFormat::Count => println!("{shown}"),
+        PreviewFormat::Count => print_line(&shown.to_string())?,
         PreviewFormat::Table => print_batches(&table, TableFormat::Table, Some(40))?,
         PreviewFormat::Ndjson => {}
     }

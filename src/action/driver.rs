@@ -184,7 +184,6 @@ pub async fn run_requests<T: RequestTarget>(
             if rows.num_rows() == 0 {
                 continue;
             }
-            ctx.progress.add_matched(rows.num_rows() as u64);
             let keys = ctx.keys_of(&rows);
             let lane_keys = lane_keys(&rows)?;
             let prepared = target.prepare(&rows, ctx)?;
@@ -415,6 +414,10 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
         let mut queue = std::collections::VecDeque::from([batch]);
         'requests: while let Some(mut batch) = queue.pop_front() {
             loop {
+                if ctx.stopping() {
+                    // A signal: items not yet sent stay without an outcome (not actioned).
+                    continue 'requests;
+                }
                 let request = ctx.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
                 if ctx.dry_run {
                     let outcomes = batch
@@ -432,6 +435,9 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                 }
                 if let Some(rate) = &policy.rate {
                     rate.acquire(batch.len()).await;
+                    if ctx.stopping() {
+                        continue 'requests;
+                    }
                 }
                 let mut bytes = 0u64;
                 for p in batch.iter_mut() {
@@ -560,7 +566,6 @@ pub async fn run_commits<T: CommitTarget>(
         if batch.num_rows() == 0 {
             continue;
         }
-        ctx.progress.add_matched(batch.num_rows() as u64);
         if ctx.dry_run {
             ctx.skip_all(&batch);
             continue;
@@ -851,6 +856,7 @@ mod tests {
             progress: crate::progress::Progress::new(Arc::new(Default::default()), None),
             send: SendPolicy::default(),
             counters: Arc::new(Counters::default()),
+            stop: Default::default(),
         };
         let target = Scripted {
             requests: Mutex::new(Vec::new()),

@@ -40,9 +40,16 @@ pub struct ActionContext {
     pub send: driver::SendPolicy,
     /// What the driver sent, for the summary.
     pub counters: Arc<driver::Counters>,
+    /// Set by the first SIGINT / SIGTERM: no new request is started (those in flight finish).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ActionContext {
+    /// Whether the run is stopping: nothing new is sent.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Sends outcomes to the recorder. The recorder only stops after every sender is dropped, so
     /// a failed send means it died, and its own error is the one to report.
     pub fn send(&self, outcomes: Vec<Outcome>) {

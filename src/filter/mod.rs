@@ -119,6 +119,26 @@ pub fn session(batch_size: usize) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// A `--query` must read `events`: rows made from nothing (`SELECT * FROM generate_series(1, 5)`)
+/// are not events, and would "populate" a store with `read` 0.
+fn reads_events(plan: &LogicalPlan) -> Result<()> {
+    use datafusion::common::tree_node::TreeNode;
+    let found = plan
+        // The scan of the events source (whatever name the planner gave it: `events`, or the
+        // view's inner table) is the one that has `_origin`.
+        .exists(|p| {
+            Ok(matches!(p, LogicalPlan::TableScan(t) if t.source.schema().column_with_name(event::ORIGIN).is_some()))
+        })
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(Error::Sql(
+            "--query does not read the table `events`: select from it (SELECT … FROM events …), so that every row comes from an event".into(),
+        ))
+    }
+}
+
 /// A table partition over a stream that can be read once, which is what a run does.
 struct OneShot {
     schema: SchemaRef,
@@ -189,6 +209,7 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
             None => df,
         };
         let plan = df.logical_plan().clone();
+        reads_events(&plan)?;
         return Ok(match with_event_keys(&plan)? {
             Some(plan) => Selection {
                 df: DataFrame::new(ctx.state(), plan),

@@ -1,6 +1,9 @@
-//! What a run did: one outcome per actioned or rejected event, written as it happens to
-//! `<report-dir>/<run-id>/outcomes.parquet`, failed and rejected events to the dead-letter file,
-//! and the run summary (`run.json`), printed for people (stderr) or scripts (stdout, JSON).
+//! What a run did: one outcome per actioned or rejected event, appended as it happens to
+//! `<report-dir>/<run-id>/outcomes.arrows` (an Arrow IPC stream, flushed whenever the recorder
+//! has caught up, so a killed run still says what became of every event it reported) and turned
+//! into `outcomes.parquet` at the end; failed and rejected events to the dead-letter file
+//! (flushed likewise); and the run summary (`run.json`, written at the start with status
+//! `running` and again at the end), printed for people (stderr) or scripts (stdout, JSON).
 
 pub mod query;
 
@@ -11,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -97,6 +102,13 @@ pub fn outcomes_schema() -> SchemaRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: String,
+    /// `running` (as written at the start), `completed`, `interrupted` (a signal, or a run killed
+    /// before it could say: `rehydrate report` tells), or `failed` (an error stopped it).
+    #[serde(default = "completed")]
+    pub status: String,
+    /// The process, while it runs: `rehydrate report` tells a killed run from a live one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub command: String,
     pub source: String,
     pub filter: String,
@@ -130,11 +142,16 @@ pub struct RunSummary {
     pub rehydrate_version: String,
 }
 
+fn completed() -> String {
+    "completed".into()
+}
+
 /// The `runs` table schema (the columns of [`RunSummary`]).
 pub fn runs_schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
     Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
         Field::new("command", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("filter", DataType::Utf8, false),
@@ -203,6 +220,8 @@ const OUTCOME_BATCH: usize = 8192;
 /// sender of its channel is dropped.
 pub struct Recorder {
     handle: std::thread::JoinHandle<Result<Totals>>,
+    /// Whether the log becomes outcomes.parquet at the end (not after a second signal).
+    convert: Arc<OnceLock<bool>>,
 }
 
 impl Recorder {
@@ -213,18 +232,13 @@ impl Recorder {
         dead_letter: PathBuf,
         mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
     ) -> Result<Self> {
-        let partial = run_dir.join("outcomes.parquet.partial");
-        let file = File::create(&partial).map_err(|e| Error::Report {
-            path: partial.clone(),
+        let log_path = run_dir.join(OUTCOMES_LOG);
+        let file = File::create(&log_path).map_err(|e| Error::Report {
+            path: log_path.clone(),
             message: e.to_string(),
         })?;
-        // Small row groups: the writer holds a whole row group in memory until it is full.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
-            .set_max_row_group_row_count(Some(64 * 1024))
-            .set_column_dictionary_enabled("event_id".into(), false)
-            .build();
-        let writer = ArrowWriter::try_new(file, outcomes_schema(), Some(props))?;
+        let options = IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))?;
+        let writer = StreamWriter::try_new_with_options(BufWriter::new(file), &outcomes_schema(), options)?;
         let mut state = RecorderState {
             run_id: run_id.to_owned(),
             target: target.to_owned(),
@@ -234,21 +248,34 @@ impl Recorder {
             dead_letter: None,
             totals: Totals::default(),
         };
-        let final_path = run_dir.join("outcomes.parquet");
+        let run_dir = run_dir.to_owned();
+        let convert = Arc::new(OnceLock::new());
+        let convert_at_end = convert.clone();
         let handle = std::thread::Builder::new()
             .name("rehydrate-report".into())
             .spawn(move || {
                 while let Some(msg) = rx.blocking_recv() {
                     state.handle(msg)?;
+                    // Everything that has arrived is on disk before the recorder waits again.
+                    while let Ok(msg) = rx.try_recv() {
+                        state.handle(msg)?;
+                    }
+                    state.sync()?;
                 }
-                state.finish(&partial, &final_path)
+                state.finish(&run_dir, convert_at_end.get().copied().unwrap_or(true))
             })
             .map_err(|e| Error::Internal(format!("spawning the report writer: {e}")))?;
-        Ok(Self { handle })
+        Ok(Self { handle, convert })
     }
 
     /// Waits for every sender to be dropped and everything sent to be written, then closes
     /// the files.
+    /// Leaves the outcomes log as it is at the end (after a second signal: stop at once; the
+    /// report reads the log). Call before the last sender is dropped.
+    pub fn keep_log(&self) {
+        let _ = self.convert.set(false);
+    }
+
     pub fn finish(self) -> Result<Totals> {
         self.handle
             .join()
@@ -269,10 +296,14 @@ struct OutcomeBuilders {
     rows: usize,
 }
 
+/// The outcomes log of a run, and its final form.
+pub const OUTCOMES_LOG: &str = "outcomes.arrows";
+pub const OUTCOMES: &str = "outcomes.parquet";
+
 struct RecorderState {
     run_id: String,
     target: String,
-    writer: ArrowWriter<File>,
+    writer: StreamWriter<BufWriter<File>>,
     pending: OutcomeBuilders,
     dead_letter_path: PathBuf,
     dead_letter: Option<BufWriter<File>>,
@@ -458,21 +489,71 @@ impl RecorderState {
         Ok(())
     }
 
-    fn finish(mut self, partial: &Path, final_path: &Path) -> Result<Totals> {
+    /// Puts everything received so far on disk (the log and the dead letters).
+    fn sync(&mut self) -> Result<()> {
         self.flush()?;
-        self.writer.close()?;
-        std::fs::rename(partial, final_path).map_err(|e| Error::Report {
-            path: final_path.to_owned(),
-            message: e.to_string(),
-        })?;
-        if let Some(mut w) = self.dead_letter.take() {
+        self.writer.flush()?;
+        if let Some(w) = self.dead_letter.as_mut() {
             w.flush().map_err(|e| Error::Report {
                 path: self.dead_letter_path.clone(),
                 message: e.to_string(),
             })?;
         }
+        Ok(())
+    }
+
+    fn finish(mut self, run_dir: &Path, convert: bool) -> Result<Totals> {
+        self.sync()?;
+        self.writer.finish()?;
+        drop(self.writer);
+        drop(self.dead_letter.take());
+        if convert {
+            log_to_parquet(run_dir)?;
+        }
         Ok(self.totals)
     }
+}
+
+/// The outcomes a log holds: every complete batch (a run killed mid-write leaves a torn last
+/// message, which is where reading stops).
+pub fn read_log(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| Error::Report {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let Ok(reader) = StreamReader::try_new(std::io::BufReader::new(file), None) else {
+        return Ok(Vec::new());
+    };
+    Ok(reader.map_while(|b| b.ok()).collect())
+}
+
+/// Turns a run's outcomes log into `outcomes.parquet` (written under a temporary name, renamed
+/// when complete), then removes the log.
+pub fn log_to_parquet(run_dir: &Path) -> Result<()> {
+    let log = run_dir.join(OUTCOMES_LOG);
+    let partial = run_dir.join("outcomes.parquet.partial");
+    let report_err = |path: &Path, e: &dyn std::fmt::Display| Error::Report {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let file = File::create(&partial).map_err(|e| report_err(&partial, &e))?;
+    // Small row groups: the writer holds a whole row group in memory until it is full.
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_column_dictionary_enabled("event_id".into(), false)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, outcomes_schema(), Some(props))?;
+    let source = File::open(&log).map_err(|e| report_err(&log, &e))?;
+    if let Ok(reader) = StreamReader::try_new(std::io::BufReader::new(source), None) {
+        for batch in reader.map_while(|b| b.ok()) {
+            writer.write(&batch)?;
+        }
+    }
+    writer.close()?;
+    std::fs::rename(&partial, run_dir.join(OUTCOMES)).map_err(|e| report_err(&run_dir.join(OUTCOMES), &e))?;
+    std::fs::remove_file(&log).map_err(|e| report_err(&log, &e))?;
+    Ok(())
 }
 
 /// Writes `run.json` into the run's directory.
@@ -610,5 +691,9 @@ mod tests {
         assert_eq!(totals.named_failures, ["f.json:7: lacks `source`"]);
         assert_eq!(std::fs::read_to_string(dl).unwrap(), "{ \"a\": 1}\n");
         assert!(dir.path().join("outcomes.parquet").exists());
+        assert!(
+            !dir.path().join(OUTCOMES_LOG).exists(),
+            "the log is gone once converted"
+        );
     }
 }

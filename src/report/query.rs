@@ -29,6 +29,7 @@ pub enum TableFormat {
 /// Registers `runs` and `outcomes` over the saved runs in `report_dir`.
 pub async fn register(ctx: &SessionContext, report_dir: &Path) -> Result<usize> {
     let mut lines = Vec::new();
+    let mut logs: Vec<RecordBatch> = Vec::new();
     let entries = std::fs::read_dir(report_dir).map_err(|e| {
         Error::usage(format!(
             "no saved runs: cannot read the report directory {} ({e}).\n  Run an actioning command first (e.g. rehydrate populate parquet …), or point --report-dir / REHYDRATE_REPORT_DIR at the right place.",
@@ -44,10 +45,23 @@ pub async fn register(ctx: &SessionContext, report_dir: &Path) -> Result<usize> 
         }
         let text = std::fs::read_to_string(&run_json)?;
         // Through the struct, so that summaries of older versions get today's columns.
-        let summary: super::RunSummary = serde_json::from_str(&text).map_err(|e| Error::Report {
+        let mut summary: super::RunSummary = serde_json::from_str(&text).map_err(|e| Error::Report {
             path: run_json.clone(),
             message: format!("not a run summary ({e}); remove the directory or fix the file"),
         })?;
+        let log = dir.join(super::OUTCOMES_LOG);
+        let log_batches = if log.is_file() {
+            super::read_log(&log)?
+        } else {
+            Vec::new()
+        };
+        if summary.status == "running" && !summary.pid.is_some_and(alive) {
+            // Killed before it could say so: what it has is in its outcomes log.
+            summary.status = "interrupted".into();
+            summary.error = Some("the process ended without finishing the run (killed?)".into());
+            count_outcomes(&mut summary, &log_batches);
+        }
+        logs.extend(log_batches);
         lines.push(serde_json::to_string(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     }
     if lines.is_empty() {
@@ -67,8 +81,47 @@ pub async fn register(ctx: &SessionContext, report_dir: &Path) -> Result<usize> 
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(outcomes_schema());
-    ctx.register_table("outcomes", Arc::new(ListingTable::try_new(config)?))?;
+    ctx.register_table("outcomes_files", Arc::new(ListingTable::try_new(config)?))?;
+    // Runs that were killed, or stopped at once, left their outcomes in a log.
+    ctx.register_table(
+        "outcomes_logs",
+        Arc::new(MemTable::try_new(outcomes_schema(), vec![logs])?),
+    )?;
+    let outcomes = ctx
+        .sql("SELECT * FROM outcomes_files UNION ALL SELECT * FROM outcomes_logs")
+        .await?;
+    ctx.register_table("outcomes", outcomes.into_view())?;
     Ok(lines.len())
+}
+
+/// Whether process `pid` is still running (a run of it is then still going on).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The counts of an interrupted run, from the outcomes it recorded.
+fn count_outcomes(summary: &mut super::RunSummary, batches: &[RecordBatch]) {
+    use arrow::array::AsArray;
+    let (mut succeeded, mut failed, mut rejected, mut skipped) = (0, 0, 0, 0);
+    for b in batches {
+        let Some(status) = b.column_by_name("status") else {
+            continue;
+        };
+        for s in status.as_string::<i32>().iter().flatten() {
+            match s {
+                "succeeded" => succeeded += 1,
+                "failed" => failed += 1,
+                "rejected" => rejected += 1,
+                _ => skipped += 1,
+            }
+        }
+    }
+    summary.succeeded = succeeded;
+    summary.failed = failed;
+    summary.rejected = rejected;
+    summary.skipped = skipped;
+    summary.matched = succeeded + failed + skipped;
+    summary.exit_code = 130;
 }
 
 /// Runs `sql` over the saved runs and prints the result.
@@ -95,7 +148,7 @@ pub async fn run(sql: &str, report_dir: &Path, format: TableFormat) -> Result<()
 fn report_error(e: datafusion::error::DataFusionError) -> Error {
     let text = e.find_root().to_string();
     Error::Sql(format!(
-        "report: {text}\n  The tables are `runs` (run_id, command, source, filter, target, started_at, finished_at, read, rejected, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms)."
+        "report: {text}\n  The tables are `runs` (run_id, status, command, source, filter, target, started_at, finished_at, read, rejected, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms)."
     ))
 }
 

@@ -1,0 +1,198 @@
+//! Runs that are stopped: SIGINT / SIGTERM end a run cleanly (exit 130, the report saved with
+//! status `interrupted`), and a run killed with SIGKILL still leaves, for every event it had
+//! reported, its outcome, which `rehydrate report` shows as an interrupted run.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::servers::{moto, moto_ctl};
+use common::*;
+
+/// Starts a slow replay (`--rate 40` events a second over 559 events) against `endpoint`.
+fn slow_replay(endpoint: &str, reports: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args([
+            "replay",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "source = 'com.shop.orders'",
+            "--bus",
+            "slow",
+            "--rate",
+            "40",
+            "--grace-period",
+            "2",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .env_remove("REHYDRATE_REPORT_DIR")
+        .envs(aws_env(endpoint))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has reported some outcomes (its outcomes log has grown).
+fn wait_for_progress(reports: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let grown = std::fs::read_dir(reports)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                let log = e.unwrap().path().join("outcomes.arrows");
+                std::fs::metadata(log).is_ok_and(|m| m.len() > 2000)
+            });
+        if grown {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the run reported no outcomes within 60 s");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn report(reports: &std::path::Path, sql: &str) -> String {
+    let o = rehydrate(&[
+        "report",
+        "--format",
+        "csv",
+        "--report-dir",
+        reports.to_str().unwrap(),
+        sql,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn sigint_stops_cleanly_with_exit_130_and_an_interrupted_report() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["replay-target", "slow", "slow-q"]);
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("runs");
+    let child = slow_replay(&moto.url, &reports);
+    wait_for_progress(&reports);
+    let sent = Instant::now();
+    signal(&child, "-INT");
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(10),
+        "stopped within the grace period"
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopping"), "{}", stderr(&o));
+    let run = runs(&reports).pop().unwrap();
+    let s = run_summary(&run);
+    assert_eq!(s["status"], "interrupted", "{s}");
+    assert_eq!(s["exit_code"], 130);
+    let succeeded = s["succeeded"].as_u64().unwrap();
+    assert!(succeeded > 0 && succeeded < 559, "{s}");
+    // The outcomes were kept, and `report` sees the run.
+    let rows = outcomes(&run);
+    assert_eq!(
+        rows.iter().filter(|r| r.status == "succeeded").count() as u64,
+        succeeded
+    );
+    let csv = report(&reports, "SELECT status, succeeded FROM runs");
+    assert_eq!(csv.trim(), format!("status,succeeded\ninterrupted,{succeeded}"));
+}
+
+#[test]
+fn a_killed_run_still_says_what_became_of_every_event_it_reported() {
+    let moto = moto();
+    let queue = moto_ctl(&moto.url, &["replay-target", "slow", "slow-q"])
+        .trim()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("runs");
+    let mut child = slow_replay(&moto.url, &reports);
+    wait_for_progress(&reports);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let csv = report(
+        &reports,
+        "SELECT r.status, r.succeeded, count(o.event_id) AS outcomes FROM runs r JOIN outcomes o USING (run_id) GROUP BY r.status, r.succeeded",
+    );
+    let line = csv
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no interrupted run: {csv}"));
+    let fields: Vec<&str> = line.split(',').collect();
+    assert_eq!(fields[0], "interrupted", "{csv}");
+    let succeeded: u64 = fields[1].parse().unwrap();
+    assert!(succeeded > 0, "{csv}");
+    assert_eq!(fields[2], fields[1], "every reported outcome is readable: {csv}");
+    // The independent check: every event reported succeeded did reach the bus's rule target.
+    let delivered = moto_ctl(&moto.url, &["drain", &queue, "559", "5"]).lines().count() as u64;
+    assert!(
+        delivered >= succeeded,
+        "{delivered} delivered, {succeeded} reported succeeded"
+    );
+}
+
+#[test]
+fn a_query_that_does_not_read_events_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = rehydrate(&[
+        "populate",
+        "parquet",
+        "--from",
+        "testdata/events.ndjson",
+        "--query",
+        "SELECT * FROM generate_series(1, 5)",
+        "--to",
+        dir.path().join("out").to_str().unwrap(),
+        "--report-dir",
+        dir.path().join("runs").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not read the table `events`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn a_closed_pipe_ends_preview_quietly() {
+    use std::io::Read;
+    for format in ["ndjson", "table", "count"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+            .args([
+                "preview",
+                "--from",
+                "testdata/events.ndjson",
+                "--format",
+                format,
+                "--limit",
+                "1000",
+            ])
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader goes away at once
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "{format}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Error"), "{format}: {err}");
+    }
+}
