@@ -23,6 +23,9 @@ pub struct AwsArgs {
     /// Send requests to this endpoint instead of AWS (e.g. a local emulator) [env: AWS_ENDPOINT_URL].
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// Seconds one request may take before it counts as a retryable timeout (1 to 3600).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
 }
 
 /// Loads the configuration and, unless this is a dry run (which sends nothing), checks that
@@ -40,9 +43,18 @@ pub async fn load(args: &AwsArgs) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
+    // Each attempt is one operation (the SDK does not retry), so both timeouts are the same: a
+    // server that accepts and never answers ends in a retryable `Timeout`, not a hang.
+    let timeout = std::time::Duration::from_secs(args.request_timeout);
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .operation_attempt_timeout(timeout)
+        .operation_timeout(timeout)
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http)
-        .retry_config(RetryConfig::disabled());
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts);
     if let Some(region) = &args.region {
         loader = loader.region(Region::new(region.clone()));
     }

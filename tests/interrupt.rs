@@ -196,3 +196,67 @@ fn a_closed_pipe_ends_preview_quietly() {
         assert!(!err.contains("panicked") && !err.contains("Error"), "{format}: {err}");
     }
 }
+
+/// A server that accepts connections and never answers.
+struct Silent {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn silent_server() -> Silent {
+    use std::io::BufRead;
+    let script = "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(64)\nprint(s.getsockname()[1], flush=True)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\n";
+    let mut child = Command::new(common::servers::python())
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    Silent {
+        url: format!("http://127.0.0.1:{}", port.trim()),
+        child,
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_ends_in_timeouts_not_a_hang() {
+    let server = silent_server();
+    let started = Instant::now();
+    let ran = run_checked(
+        &[
+            "replay",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "detail_type = 'OrderCancelled' AND source = 'com.shop.orders'",
+            "--bus",
+            "b",
+            "--request-timeout",
+            "1",
+            "--max-attempts",
+            "2",
+            "--concurrency",
+            "16",
+        ],
+        &aws_env(&server.url),
+        3,
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let rows = outcomes(&ran.run);
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(r.status, "failed");
+        assert_eq!(r.error_code.as_deref(), Some("Timeout"), "{r:?}");
+        assert_eq!(r.attempts, 2);
+    }
+}
