@@ -260,3 +260,88 @@ fn a_server_that_never_answers_ends_in_timeouts_not_a_hang() {
         assert_eq!(r.attempts, 2);
     }
 }
+
+#[test]
+fn a_lost_outcome_is_an_internal_error_not_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = rehydrate_full(
+        &[
+            "invoke",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            "detail_type = 'PaymentFailed'",
+            "--function",
+            "f",
+            "--dry-run",
+            "--output",
+            "json",
+            "--report-dir",
+            dir.path().join("runs").to_str().unwrap(),
+        ],
+        None,
+        &[
+            ("REHYDRATE_TEST_FAULT", "lose-one-outcome"),
+            ("AWS_REGION", "eu-west-1"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(s["matched"], 25, "{s}");
+    assert_eq!(s["skipped"], 24, "{s}");
+    assert_eq!(s["filtered"], 1200 - 25, "the lost one is not counted as filtered: {s}");
+    assert!(s["error"].as_str().unwrap().contains("1 missing"), "{s}");
+    assert!(stderr(&o).contains("internal error"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_file_without_newlines_is_refused_at_the_record_cap_with_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one-line.ndjson");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        f.write_all(br#"{"id":"x","source":"s","detail-type":"T","detail":{"pad":""#)
+            .unwrap();
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&block).unwrap(); // 200 MB, no line break
+        }
+    }
+    let reports = dir.path().join("runs");
+    let out = dir.path().join("out");
+    let args = [
+        "populate",
+        "parquet",
+        "--from",
+        file.to_str().unwrap(),
+        "--to",
+        out.to_str().unwrap(),
+        "--report-dir",
+        reports.to_str().unwrap(),
+    ];
+    let timed = std::path::Path::new("/usr/bin/time").exists();
+    let rss = dir.path().join("rss");
+    let mut cmd = if timed {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-f", "%M", "-o", rss.to_str().unwrap(), env!("CARGO_BIN_EXE_rehydrate")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+    };
+    let o = cmd
+        .args(args)
+        .current_dir(repo())
+        .env("REHYDRATE_MAX_RECORD_BYTES", "1048576")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("larger than 1048576 bytes"), "{}", stderr(&o));
+    if timed {
+        // Refused at the cap: the 200 MB line is never held.
+        // GNU time puts "Command exited with non-zero status 1" before the figure.
+        let text = std::fs::read_to_string(&rss).unwrap();
+        let kb: u64 = text.trim().lines().last().unwrap().parse().unwrap();
+        assert!(kb < 150 * 1024, "peak RSS {kb} KB");
+    }
+}

@@ -52,7 +52,10 @@ impl ActionContext {
 
     /// Sends outcomes to the recorder. The recorder only stops after every sender is dropped, so
     /// a failed send means it died, and its own error is the one to report.
-    pub fn send(&self, outcomes: Vec<Outcome>) {
+    pub fn send(&self, mut outcomes: Vec<Outcome>) {
+        if test_fault_lose_outcome() {
+            outcomes.pop();
+        }
         if !outcomes.is_empty() {
             let _ = self.outcomes.send(RecorderMsg::Outcomes(outcomes));
         }
@@ -99,6 +102,16 @@ impl ActionContext {
     pub fn skip_all(&self, batch: &RecordBatch) {
         self.send_bulk(&self.keys_of(batch), Status::Skipped, |_| {});
     }
+}
+
+/// A test-only fault point: with `REHYDRATE_TEST_FAULT=lose-one-outcome`, the first outcome
+/// sent is dropped, so that the tests can see the counts check name the gap.
+fn test_fault_lose_outcome() -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ARMED: std::sync::OnceLock<AtomicBool> = std::sync::OnceLock::new();
+    ARMED
+        .get_or_init(|| AtomicBool::new(std::env::var("REHYDRATE_TEST_FAULT").as_deref() == Ok("lose-one-outcome")))
+        .swap(false, Ordering::Relaxed)
 }
 
 /// The columns naming each row's event (id, origin, position), kept apart from the data.

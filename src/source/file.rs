@@ -260,8 +260,8 @@ fn read_input(input: &Input, stats: &Arc<SourceStats>, out: &mut ChunkSender<'_>
             source: std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
-                    "the record starting at line {line} is larger than {} MiB; the file is probably malformed from there on (an unclosed string or object)",
-                    MAX_RECORD_BYTES >> 20
+                    "the record starting at line {line} is larger than {} bytes; the file is probably malformed from there on (no line breaks, an unclosed string or object)",
+                    max_record_bytes()
                 ),
             ),
         }),
@@ -279,12 +279,62 @@ impl From<std::io::Error> for ReadError {
     }
 }
 
+/// Reads one line (with its newline) onto `buf`, but stops as soon as the line passes `cap`
+/// bytes: a file without newlines is refused at the cap, never held whole. Returns the bytes
+/// read and whether the cap was passed.
+fn read_line_capped(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    start: usize,
+    cap: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut read = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((read, false));
+        }
+        let (done, used) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (true, i + 1),
+            None => (false, available.len()),
+        };
+        buf.extend_from_slice(&available[..used]);
+        reader.consume(used);
+        read += used;
+        // The line's own bytes, without its line ending.
+        let len = buf.len() - start - usize::from(done);
+        if len > cap {
+            return Ok((read, true));
+        }
+        if done {
+            return Ok((read, false));
+        }
+    }
+}
+
+/// The largest record accepted: 256 MiB (`REHYDRATE_MAX_RECORD_BYTES` overrides it, for tests
+/// and for stores with larger records).
+fn max_record_bytes() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("REHYDRATE_MAX_RECORD_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(MAX_RECORD_BYTES)
+    })
+}
+
 /// One record per line; blank lines are skipped but counted. `line` is the number of lines
 /// already consumed.
 fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
     loop {
         let start = out.chunk.data.len();
-        let n = reader.read_until(b'\n', &mut out.chunk.data).map_err(|e| {
+        let (n, too_large) = read_line_capped(reader, &mut out.chunk.data, start, max_record_bytes()).map_err(|e| {
             // Keep the complete lines before the failure; name where it happened.
             out.chunk.data.truncate(start);
             std::io::Error::new(e.kind(), format!("{e} (after line {line})"))
@@ -293,6 +343,10 @@ fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u6
             return Ok(true);
         }
         line += 1;
+        if too_large {
+            out.chunk.data.truncate(start);
+            return Err(ReadError::TooLarge { line });
+        }
         let data = &mut out.chunk.data;
         while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
             data.pop();
@@ -300,9 +354,6 @@ fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u6
         if data[start..].iter().all(u8::is_ascii_whitespace) {
             data.truncate(start);
             continue;
-        }
-        if data.len() - start > MAX_RECORD_BYTES {
-            return Err(ReadError::TooLarge { line });
         }
         if !out.record_ends(start, line, line) {
             return Ok(false);
@@ -396,7 +447,7 @@ fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64
         }
         if in_elem {
             out.chunk.data.extend_from_slice(&buf[seg_start..i]);
-            if out.chunk.data.len() - elem_start > MAX_RECORD_BYTES {
+            if out.chunk.data.len() - elem_start > max_record_bytes() {
                 return Err(ReadError::TooLarge { line: elem_line });
             }
         }
