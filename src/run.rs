@@ -152,6 +152,32 @@ fn plain(e: Error) -> Error {
     }
 }
 
+/// Appending failures to a file the run is reading would feed them back into it.
+fn check_dead_letter_is_not_an_input(spec: &RunSpec) -> Result<()> {
+    let Some(dl) = &spec.dead_letter else {
+        return Ok(());
+    };
+    let parent = dl
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let Ok(dir) = std::fs::canonicalize(parent) else {
+        return Ok(());
+    };
+    let dl = dir.join(dl.file_name().unwrap_or_default());
+    for input in &spec.source.inputs {
+        if let crate::source::Input::File(path) = input {
+            if std::fs::canonicalize(path).is_ok_and(|p| p == dl) {
+                return Err(Error::usage(format!(
+                    "--dead-letter {}: is also an input (--from); the run would read its own failures. Choose another file",
+                    dl.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A run id that sorts by start time and is unique across concurrent runs.
 fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -190,6 +216,8 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     spec.action
         .check(&data_schema, selection.is_whole_events(), spec.dry_run)
         .await?;
+
+    check_dead_letter_is_not_an_input(&spec)?;
 
     let run_id = new_run_id();
     let run_dir = spec.report_dir.join(&run_id);

@@ -345,3 +345,83 @@ fn a_file_without_newlines_is_refused_at_the_record_cap_with_flat_memory() {
         assert!(kb < 150 * 1024, "peak RSS {kb} KB");
     }
 }
+
+#[test]
+fn a_killed_parquet_run_leaves_no_half_file_that_readers_would_see() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let reports = dir.path().join("runs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(["populate", "parquet", "--from", "-", "--to", out.to_str().unwrap()])
+        .args([
+            "--max-rows-per-file",
+            "100",
+            "--batch-size",
+            "25",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Feed the store slowly, so that the run is killed with files both committed and open.
+    let events = std::fs::read_to_string(testdata("events.ndjson")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (i, line) in events.lines().enumerate() {
+        if stdin.write_all(format!("{line}\n").as_bytes()).is_err() {
+            break;
+        }
+        if i % 50 == 49 {
+            stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if i == 730 {
+            break;
+        }
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    drop(stdin);
+    let visible = parquet_files(&out);
+    assert!(!visible.is_empty(), "some files were committed before the kill");
+    // DuckDB reads every visible file whole: none is half written.
+    let glob = format!("{}/*.parquet", out.display());
+    let o = Command::new(common::servers::python())
+        .args([
+            "-c",
+            &format!("import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{glob}')\").fetchone()[0])"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert_eq!(rows, visible.len() * 100, "every visible file holds its 100 rows");
+    assert!(rows < 731, "the open file's rows were never visible");
+}
+
+#[test]
+fn a_dead_letter_file_that_is_also_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    std::fs::copy(testdata("events.ndjson"), &input).unwrap();
+    let o = rehydrate(&[
+        "populate",
+        "parquet",
+        "--from",
+        input.to_str().unwrap(),
+        "--to",
+        dir.path().join("out").to_str().unwrap(),
+        "--dead-letter",
+        input.to_str().unwrap(),
+        "--report-dir",
+        dir.path().join("runs").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is also an input"), "{}", stderr(&o));
+}

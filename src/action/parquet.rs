@@ -15,7 +15,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -125,7 +125,9 @@ struct ParquetSink<'a> {
 
 struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
+    /// Where it is written, and where it appears when committed.
     path: StorePath,
+    final_path: StorePath,
     rows: usize,
 }
 
@@ -138,7 +140,10 @@ impl ParquetSink<'_> {
         for part in partition.split('/').filter(|s| !s.is_empty()) {
             path = path.join(part);
         }
-        let path = path.join(name.as_str());
+        let final_path = path.clone().join(name.as_str());
+        // Written under a hidden name (readers and globs skip it) and renamed at commit, so a
+        // killed run never leaves a half file that readers would see.
+        let path = path.join(format!(".{name}.inprogress").as_str());
         let mut props = WriterProperties::builder();
         // Ids and JSON documents almost never repeat: trying a dictionary first only costs time.
         for column in [crate::event::ID, crate::event::DETAIL] {
@@ -155,7 +160,12 @@ impl ParquetSink<'_> {
             Some(props),
         )
         .map_err(|e| write_fault(&path, e))?;
-        Ok(OpenFile { writer, path, rows: 0 })
+        Ok(OpenFile {
+            writer,
+            path,
+            final_path,
+            rows: 0,
+        })
     }
 }
 
@@ -194,16 +204,36 @@ impl driver::CommitTarget for ParquetSink<'_> {
         let Some(file) = self.open.remove(unit) else {
             return Ok(());
         };
-        let OpenFile { writer, path, rows } = file;
-        writer
-            .close()
-            .await
-            .map(|_| ())
-            .map_err(|e| write_fault(&path, format!("writing {rows} rows failed: {e}")))
+        let OpenFile {
+            writer,
+            path,
+            final_path,
+            rows,
+        } = file;
+        let store = &self.populate.store;
+        let committed = match writer.close().await {
+            Ok(_) => store
+                .rename(&path, &final_path)
+                .await
+                .map_err(|e| write_fault(&final_path, format!("committing {rows} rows failed: {e}"))),
+            Err(e) => Err(write_fault(&path, format!("writing {rows} rows failed: {e}"))),
+        };
+        if committed.is_err() {
+            let _ = store.delete(&path).await;
+        }
+        committed
     }
 
     fn discard(&mut self, unit: &str) {
-        self.open.remove(unit);
+        // A failed file is not left behind under its hidden name either.
+        if let Some(file) = self.open.remove(unit) {
+            let path = file.path.clone();
+            drop(file);
+            let store = self.populate.store.clone();
+            tokio::spawn(async move {
+                let _ = store.delete(&path).await;
+            });
+        }
     }
 }
 
