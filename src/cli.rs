@@ -378,6 +378,9 @@ pub struct SqlArgs {
     /// PostgreSQL: load batches with COPY into a staging table, or with multi-row INSERTs.
     #[arg(long, value_enum, default_value_t = Load::Copy)]
     pub load: Load,
+    /// Seconds that connecting, or one batch's transaction, may take (1 to 3600).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
     #[command(flatten)]
     pub send: SendArgs,
     #[command(flatten)]
@@ -574,6 +577,7 @@ impl SqlArgs {
                 rows_per_batch: self.batch_rows,
                 load: self.load,
                 concurrency: 1,
+                timeout: std::time::Duration::from_secs(self.request_timeout),
             },
         )?;
         self.run.apply(

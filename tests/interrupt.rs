@@ -425,3 +425,39 @@ fn a_dead_letter_file_that_is_also_an_input_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("is also an input"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_database_that_never_answers_stops_the_run_within_the_timeout() {
+    let server = silent_server();
+    let port = server.url.rsplit(':').next().unwrap().to_owned();
+    for (cmd, scheme) in [("postgres", "postgres"), ("mysql", "mysql")] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("{scheme}://u@127.0.0.1:{port}/db");
+        let started = Instant::now();
+        let o = rehydrate(&[
+            "populate",
+            cmd,
+            "--from",
+            "testdata/events.ndjson",
+            "--query",
+            "SELECT id FROM events",
+            "--url",
+            &url,
+            "--table",
+            "t",
+            "--key",
+            "id",
+            "--request-timeout",
+            "2",
+            "--report-dir",
+            dir.path().join("runs").to_str().unwrap(),
+        ]);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{cmd}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", stderr(&o));
+        assert!(stderr(&o).contains("cannot connect"), "{cmd}: {}", stderr(&o));
+    }
+}

@@ -79,6 +79,7 @@ pub struct SqlPopulate {
     rows_per_batch: usize,
     load: Load,
     concurrency: u32,
+    timeout: Duration,
     pool: OnceLock<Pool>,
     /// The written columns: name, the SQL type values are cast to, and whether it holds JSON.
     columns: OnceLock<Vec<Column>>,
@@ -99,6 +100,8 @@ pub struct SqlSettings {
     pub rows_per_batch: usize,
     pub load: Load,
     pub concurrency: usize,
+    /// How long connecting, or one batch's transaction, may take.
+    pub timeout: Duration,
 }
 
 impl SqlPopulate {
@@ -158,6 +161,7 @@ impl SqlPopulate {
                 s.load
             },
             concurrency: s.concurrency.clamp(1, 64) as u32,
+            timeout: s.timeout,
             pool: OnceLock::new(),
             columns: OnceLock::new(),
         })
@@ -206,7 +210,7 @@ impl SqlPopulate {
         if let Some(p) = self.pool.get() {
             return Ok(p);
         }
-        let timeout = Duration::from_secs(30);
+        let timeout = self.timeout;
         let pool = match self.dialect {
             Dialect::Postgres => {
                 let opts = PgConnectOptions::from_str(&self.url).map_err(|e| Error::usage(format!("--url: {e}")))?;
@@ -477,8 +481,23 @@ impl SqlPopulate {
         }
     }
 
-    /// Upserts `rows` (already rendered) in one transaction.
+    /// Upserts `rows` (already rendered) in one transaction, within the request timeout: a server
+    /// that stops answering ends in a retryable `Timeout` (the transaction may or may not have
+    /// committed: an upsert again is harmless).
     async fn upsert(&self, rows: &[Vec<Option<String>>]) -> Result<(), Fault> {
+        match tokio::time::timeout(self.timeout, self.upsert_now(rows)).await {
+            Ok(result) => result,
+            Err(_) => Err(Fault {
+                maybe_applied: true,
+                ..Fault::retryable(
+                    "Timeout",
+                    format!("the server did not answer within {} s", self.timeout.as_secs_f64()),
+                )
+            }),
+        }
+    }
+
+    async fn upsert_now(&self, rows: &[Vec<Option<String>>]) -> Result<(), Fault> {
         let pool = self
             .connect()
             .await
@@ -878,6 +897,7 @@ mod tests {
                 rows_per_batch: 10,
                 load: Load::Copy,
                 concurrency: 1,
+                timeout: Duration::from_secs(30),
             },
         )
         .unwrap();
@@ -897,6 +917,7 @@ mod tests {
                 rows_per_batch: 10,
                 load: Load::Insert,
                 concurrency: 1,
+                timeout: Duration::from_secs(30),
             },
         )
         .unwrap();
