@@ -90,6 +90,11 @@ pub enum Command {
     /// Write the selected events (or a SQL projection of them) into a store.
     #[command(subcommand)]
     Populate(PopulateTarget),
+    /// Continue a stopped or killed run: the same command, leaving out every event it finished.
+    #[command(
+        after_help = "Examples:\n  rehydrate resume 20261201T083351.419Z-027b\n  rehydrate resume --report-dir runs/ 20261201T083351.419Z-027b\n\nEvents that were in flight when the run was killed had no outcome yet: they are sent again."
+    )]
+    Resume(ResumeArgs),
     /// Query saved runs with SQL: the tables `runs` and `outcomes`.
     #[command(
         after_help = "Examples:\n  rehydrate report \"SELECT status, count(*) FROM outcomes GROUP BY status\"\n  rehydrate report \"SELECT run_id, command, read, matched, failed, exit_code FROM runs ORDER BY started_at DESC LIMIT 5\"\n  rehydrate report --format ndjson \"SELECT origin, position, error_message FROM outcomes WHERE status = 'rejected'\""
@@ -393,6 +398,19 @@ pub enum OrderBy {
 }
 
 #[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to continue (its folder name under the report directory).
+    pub run_id: String,
+    #[arg(
+        long,
+        env = "REHYDRATE_REPORT_DIR",
+        default_value = "rehydrate-runs",
+        value_name = "DIR"
+    )]
+    pub report_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A SELECT over `runs` and `outcomes`.
     pub sql: String,
@@ -476,6 +494,8 @@ impl RunArgs {
             output: self.output,
             send,
             grace_period: std::time::Duration::from_secs_f64(self.grace_period),
+            argv: std::env::args().skip(1).collect(),
+            resume: None,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod event;
 pub mod filter;
 pub mod progress;
 pub mod report;
+pub mod resume;
 pub mod run;
 pub mod source;
 

@@ -4,7 +4,7 @@
 use clap::Parser;
 use rehydrate::action::sql::Dialect;
 use rehydrate::cli::{Cli, Command, PopulateTarget};
-use rehydrate::{report, run, Result};
+use rehydrate::{report, resume, run, Error, Result};
 
 fn main() {
     let cli = Cli::parse(); // exits with 2 on usage errors
@@ -33,15 +33,45 @@ async fn main_inner(cli: Cli) -> Result<i32> {
         Command::Preview(args) => {
             run::preview(args.source.to_spec()?, args.filter.to_spec()?, args.limit, args.format).await
         }
-        Command::Populate(PopulateTarget::Parquet(args)) => run::execute(args.to_spec()?).await,
-        Command::Populate(PopulateTarget::Dynamodb(args)) => run::execute(args.to_spec().await?).await,
-        Command::Populate(PopulateTarget::Postgres(args)) => run::execute(args.to_spec(Dialect::Postgres)?).await,
-        Command::Populate(PopulateTarget::Mysql(args)) => run::execute(args.to_spec(Dialect::MySql)?).await,
-        Command::Replay(args) => run::execute(args.to_spec().await?).await,
-        Command::Invoke(args) => run::execute(args.to_spec().await?).await,
         Command::Report(args) => {
             report::query::run(&args.sql, &args.report_dir, args.format).await?;
             Ok(0)
         }
+        Command::Resume(args) => {
+            // Where the runs are, before moving to the directory the run was started in.
+            let report_dir = std::path::absolute(&args.report_dir)?;
+            let r = resume::load(&report_dir, &args.run_id)?;
+            std::env::set_current_dir(&r.spec.cwd)?;
+            let recorded = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.spec.argv.clone()))
+                .map_err(|e| Error::usage(format!("the saved command of {} no longer parses: {e}", r.run_id)))?;
+            let Some(mut spec) = run_spec(recorded.command).await? else {
+                return Err(Error::usage(format!("{} is not a run that can be resumed", r.run_id)));
+            };
+            spec.report_dir = report_dir;
+            spec.argv = r.spec.argv;
+            eprintln!(
+                "rehydrate: resuming {}: {} events already have an outcome and are left out",
+                r.run_id, r.done.events
+            );
+            spec.resume = Some((r.run_id, std::sync::Arc::new(r.done)));
+            run::execute(spec).await
+        }
+        command => match run_spec(command).await? {
+            Some(spec) => run::execute(spec).await,
+            None => Err(Error::Internal("not an actioning command".into())),
+        },
     }
+}
+
+/// The run spec of an actioning command (`None` for the others).
+async fn run_spec(command: Command) -> Result<Option<run::RunSpec>> {
+    Ok(Some(match command {
+        Command::Populate(PopulateTarget::Parquet(args)) => args.to_spec()?,
+        Command::Populate(PopulateTarget::Dynamodb(args)) => args.to_spec().await?,
+        Command::Populate(PopulateTarget::Postgres(args)) => args.to_spec(Dialect::Postgres)?,
+        Command::Populate(PopulateTarget::Mysql(args)) => args.to_spec(Dialect::MySql)?,
+        Command::Replay(args) => args.to_spec().await?,
+        Command::Invoke(args) => args.to_spec().await?,
+        Command::Preview(_) | Command::Report(_) | Command::Resume(_) => return Ok(None),
+    }))
 }

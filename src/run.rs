@@ -44,6 +44,10 @@ pub struct RunSpec {
     pub send: crate::action::driver::SendPolicy,
     /// After SIGINT / SIGTERM, how long requests in flight may take to finish.
     pub grace_period: Duration,
+    /// The command line (after the program name), saved so that the run can be resumed.
+    pub argv: Vec<String>,
+    /// When resuming: the run resumed, and the events it already finished.
+    pub resume: Option<(String, Arc<crate::resume::Done>)>,
 }
 
 /// Decoding threads: the reader is one more, and DataFusion and the action share the rest.
@@ -60,11 +64,22 @@ fn events_stream(
     rejections: mpsc::UnboundedSender<RecorderMsg>,
     stop: Arc<AtomicBool>,
     reached: Arc<AtomicU64>,
+    done: Option<(Arc<crate::resume::Done>, Arc<AtomicU64>)>,
 ) -> SendableRecordBatchStream {
     let stream = file::stream(source, stats, decode_parallelism())
         .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
         .map(move |decoded| match decoded {
-            Ok(d) => {
+            Ok(mut d) => {
+                if let Some((done, skipped)) = &done {
+                    // Resuming: what already has an outcome is not read again.
+                    let before = d.batch.num_rows() + d.rejections.len();
+                    d.rejections.retain(|r| !done.contains(&r.origin, r.position));
+                    d.batch = leave_out_done(&d.batch, done).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    skipped.fetch_add(
+                        (before - d.batch.num_rows() - d.rejections.len()) as u64,
+                        Ordering::Relaxed,
+                    );
+                }
                 reached.fetch_add((d.batch.num_rows() + d.rejections.len()) as u64, Ordering::Relaxed);
                 if !d.rejections.is_empty() {
                     let _ = rejections.send(RecorderMsg::Rejections(d.rejections));
@@ -74,6 +89,26 @@ fn events_stream(
             Err(e) => Err(DataFusionError::External(Box::new(e))),
         });
     Box::pin(RecordBatchStreamAdapter::new(event::schema(), stream))
+}
+
+/// The rows of an `events` batch whose (origin, position) has no outcome yet.
+fn leave_out_done(batch: &arrow::array::RecordBatch, done: &crate::resume::Done) -> Result<arrow::array::RecordBatch> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    let origin = batch
+        .column_by_name(event::ORIGIN)
+        .map(|c| c.as_string::<i32>().clone());
+    let position = batch
+        .column_by_name(event::POSITION)
+        .map(|c| c.as_primitive::<arrow::datatypes::UInt64Type>().clone());
+    let (Some(origin), Some(position)) = (origin, position) else {
+        return Ok(batch.clone());
+    };
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            Some(!(origin.is_valid(i) && position.is_valid(i) && done.contains(origin.value(i), position.value(i))))
+        })
+        .collect();
+    Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }
 
 /// SIGINT / SIGTERM during a run. The first stops reading and lets the work in flight finish
@@ -196,6 +231,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let (tx, rx) = mpsc::unbounded_channel::<RecorderMsg>();
     let interrupt = Interrupt::listen(spec.grace_period);
     let reached = Arc::new(AtomicU64::new(0));
+    let already_done = Arc::new(AtomicU64::new(0));
 
     // Plan first: bad SQL is reported before anything is created on disk.
     let ctx = filter::session(spec.source.batch_size)?;
@@ -205,6 +241,9 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         tx.clone(),
         interrupt.stop.clone(),
         reached.clone(),
+        spec.resume
+            .as_ref()
+            .map(|(_, done)| (done.clone(), already_done.clone())),
     );
     let selection = filter::select(&ctx, events, &spec.filter).await?;
     // What the target needs from the selection is checked before anything exists on disk.
@@ -249,6 +288,8 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         run_id: run_id.clone(),
         status: "running".into(),
         pid: Some(std::process::id()),
+        resumed_from: spec.resume.as_ref().map(|(id, _)| id.clone()),
+        already_done: 0,
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
         filter: spec.filter.to_string(),
@@ -276,6 +317,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     };
     // Saved now, so that a run killed before its end is still seen by `rehydrate report`.
     report::save_summary(&run_dir, &summary)?;
+    crate::resume::save(&run_dir, &spec.argv)?;
 
     // `matched` is counted where the filter emits rows, apart from the outcomes, so an outcome
     // that never arrives is a gap to report, not a silent "filtered".
@@ -351,6 +393,8 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         }
         .into(),
         pid: None,
+        resumed_from: spec.resume.as_ref().map(|(id, _)| id.clone()),
+        already_done: already_done.load(Ordering::Relaxed),
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
         filter: spec.filter.to_string(),
@@ -436,6 +480,7 @@ pub async fn preview(
         tx,
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
+        None,
     );
     let selection = filter::select(&ctx, events, &filter_spec).await?;
     let limit = match (limit, format) {

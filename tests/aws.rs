@@ -856,3 +856,134 @@ fn missing_credentials_or_region_stop_before_any_work() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no AWS region"), "{}", stderr(&o));
 }
+
+#[test]
+fn replay_killed_mid_run_and_resumed_delivers_everything_once_unless_in_flight_or_lost() {
+    let moto = moto();
+    let queue = moto_ctl(&moto.url, &["replay-target", "kr", "kr-q"]).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("faults.ndjson");
+    let proxy = fault_proxy(&moto.url, 0.2, 5, &log);
+    let reports = dir.path().join("runs");
+    let filter = "source = 'com.shop.orders' AND detail_type = 'OrderCancelled'";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args([
+            "replay",
+            "--from",
+            "testdata/events.ndjson",
+            "--where",
+            filter,
+            "--bus",
+            "kr",
+        ])
+        .args([
+            "--rate",
+            "20",
+            "--max-attempts",
+            "12",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .env_remove("REHYDRATE_REPORT_DIR")
+        .envs(aws_env(&proxy.url))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has reported some outcomes, well before the end (83 events at 20/s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let logged = std::fs::read_dir(&reports)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                std::fs::metadata(e.unwrap().path().join("outcomes.arrows")).is_ok_and(|m| m.len() > 1500)
+            });
+        if logged {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    let first = runs(&reports).pop().unwrap();
+    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
+    let o = rehydrate_full(
+        &["resume", "--report-dir", reports.to_str().unwrap(), &first_id],
+        None,
+        &aws_env(&proxy.url),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Every event has exactly one final outcome across the two runs (the first one's are in
+    // its log: it never finished).
+    let o = rehydrate(&[
+        "report",
+        "--format",
+        "ndjson",
+        "--report-dir",
+        reports.to_str().unwrap(),
+        "SELECT run_id, event_id, status FROM outcomes",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected: Vec<Value> = source_events()
+        .into_iter()
+        .filter(|e| e["source"] == "com.shop.orders" && e["detail-type"] == "OrderCancelled")
+        .collect();
+    let mut per_event: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *per_event.entry(r["event_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        assert_eq!(r["status"], "succeeded", "{r}");
+    }
+    let in_first: std::collections::HashSet<String> = rows
+        .iter()
+        .filter(|r| r["run_id"] == first_id.as_str())
+        .map(|r| r["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !in_first.is_empty() && in_first.len() < expected.len(),
+        "killed mid-run: {}",
+        in_first.len()
+    );
+    for e in &expected {
+        assert_eq!(per_event.get(e["id"].as_str().unwrap()), Some(&1), "{}", e["id"]);
+    }
+    assert_eq!(per_event.len(), expected.len());
+    // Deliveries: at least once each; more than once only after a lost response, or for an
+    // event that had no outcome when the first run was killed (it may have been in flight).
+    let key = |detail_type: &str, time: i64, detail: &Value| (detail_type.to_owned(), time, detail.to_string());
+    let mut may_repeat: std::collections::HashSet<_> = forwarded_before_lost_responses(&fault_log(&log))
+        .into_iter()
+        .map(|e| {
+            let detail: Value = serde_json::from_str(e[2].as_str().unwrap()).unwrap();
+            key(e[0].as_str().unwrap(), e[1].as_f64().unwrap() as i64, &detail)
+        })
+        .collect();
+    for e in &expected {
+        if !in_first.contains(e["id"].as_str().unwrap()) {
+            may_repeat.insert(key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]));
+        }
+    }
+    let delivered: Vec<Value> = moto_ctl(&moto.url, &["drain", &queue, &expected.len().to_string(), "60"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_delivered_once_unless_lost(
+        expected.iter().map(|e| {
+            (
+                key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]),
+                e["id"].to_string(),
+            )
+        }),
+        delivered
+            .iter()
+            .map(|d| key(d["detail-type"].as_str().unwrap(), second(d), &d["detail"])),
+        &may_repeat,
+    );
+}

@@ -109,6 +109,12 @@ pub struct RunSummary {
     /// The process, while it runs: `rehydrate report` tells a killed run from a live one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The run this one resumed (`rehydrate resume`).
+    #[serde(default)]
+    pub resumed_from: Option<String>,
+    /// Events left out because the resumed run(s) had already given them an outcome.
+    #[serde(default)]
+    pub already_done: u64,
     pub command: String,
     pub source: String,
     pub filter: String,
@@ -152,6 +158,8 @@ pub fn runs_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
         Field::new("status", DataType::Utf8, false),
+        Field::new("resumed_from", DataType::Utf8, true),
+        Field::new("already_done", DataType::UInt64, false),
         Field::new("command", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("filter", DataType::Utf8, false),
@@ -594,6 +602,12 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
         s.duration_ms as f64 / 1000.0,
         thousands(s.events_per_s.round() as u64)
     ));
+    if let Some(from) = &s.resumed_from {
+        out.push_str(&format!(
+            "  resumed   {:>10}   events left out: they already had an outcome in {from}\n",
+            thousands(s.already_done)
+        ));
+    }
     out.push_str(&format!("  rejected  {:>10}\n", thousands(s.rejected)));
     out.push_str(&format!(
         "  filtered  {:>10}   by {}\n",

@@ -1,0 +1,183 @@
+//! `rehydrate resume <run-id>`: continue a run that was stopped or killed. The run directory
+//! holds the command line the run was started with (`spec.json`); the new run re-runs it, in a
+//! run directory of its own linked to the old one (`resumed_from`), and leaves out every event
+//! that already has a final outcome in the old run (or in the runs it resumed in turn). Across
+//! the runs each event then has exactly one final outcome. Events that were in flight when the
+//! old run was killed had no outcome yet, so they are sent again: the one case where a retry
+//! cannot know whether the first attempt took effect.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use serde::{Deserialize, Serialize};
+
+use crate::report::{self, RunSummary};
+use crate::{Error, Result};
+
+/// What a run directory records of how the run was started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedSpec {
+    /// The arguments after the program name.
+    pub argv: Vec<String>,
+    /// The working directory, for relative paths.
+    pub cwd: PathBuf,
+}
+
+pub const SPEC: &str = "spec.json";
+
+pub fn save(run_dir: &Path, argv: &[String]) -> Result<()> {
+    let spec = SavedSpec {
+        argv: argv.to_vec(),
+        cwd: std::env::current_dir()?,
+    };
+    let path = run_dir.join(SPEC);
+    let text = serde_json::to_string_pretty(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(|e| Error::Report {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// The events a resumed run leaves out: per origin, the positions that have a final outcome,
+/// as sorted, merged ranges (a run's positions are mostly contiguous, so this stays small).
+#[derive(Debug, Default, Clone)]
+pub struct Done {
+    ranges: HashMap<String, Vec<(u64, u64)>>,
+    pub events: u64,
+}
+
+impl Done {
+    fn from_positions(mut by_origin: HashMap<String, Vec<u64>>) -> Self {
+        let mut done = Done::default();
+        for (origin, mut positions) in by_origin.drain() {
+            positions.sort_unstable();
+            positions.dedup();
+            done.events += positions.len() as u64;
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for p in positions {
+                match ranges.last_mut() {
+                    Some((_, end)) if *end + 1 == p => *end = p,
+                    _ => ranges.push((p, p)),
+                }
+            }
+            done.ranges.insert(origin, ranges);
+        }
+        done
+    }
+
+    pub fn contains(&self, origin: &str, position: u64) -> bool {
+        let Some(ranges) = self.ranges.get(origin) else {
+            return false;
+        };
+        let i = ranges.partition_point(|(start, _)| *start <= position);
+        i > 0 && ranges[i - 1].1 >= position
+    }
+}
+
+/// A run to resume: its recorded command line and what it (and the runs it resumed) finished.
+pub struct Resume {
+    pub run_id: String,
+    pub spec: SavedSpec,
+    pub done: Done,
+}
+
+/// Loads run `run_id` under `report_dir` for resuming.
+pub fn load(report_dir: &Path, run_id: &str) -> Result<Resume> {
+    let run_dir = report_dir.join(run_id);
+    let spec_path = run_dir.join(SPEC);
+    let text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        Error::usage(format!(
+            "cannot resume {run_id}: {} ({e}); list the runs with rehydrate report \"SELECT run_id, status FROM runs\" (and --report-dir where they are)",
+            spec_path.display()
+        ))
+    })?;
+    let spec: SavedSpec = serde_json::from_str(&text).map_err(|e| Error::Report {
+        path: spec_path.clone(),
+        message: format!("not a saved run spec ({e})"),
+    })?;
+    let mut positions: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut next = Some(run_id.to_owned());
+    let mut seen = 0;
+    while let Some(id) = next.take() {
+        seen += 1;
+        if seen > 10_000 {
+            return Err(Error::Internal("resumed_from links form a cycle".into()));
+        }
+        let dir = report_dir.join(&id);
+        for batch in outcomes_of(&dir)? {
+            collect(&batch, &mut positions);
+        }
+        let summary: Option<RunSummary> = std::fs::read_to_string(dir.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if summary.as_ref().is_some_and(|s| s.dry_run) {
+            return Err(Error::usage(format!(
+                "{id} was a dry run: nothing to resume; run the command without --dry-run"
+            )));
+        }
+        next = summary.and_then(|s| s.resumed_from);
+    }
+    Ok(Resume {
+        run_id: run_id.to_owned(),
+        spec,
+        done: Done::from_positions(positions),
+    })
+}
+
+/// The outcome batches of a run: its Parquet file, or its log when it never finished.
+fn outcomes_of(run_dir: &Path) -> Result<Vec<RecordBatch>> {
+    let parquet = run_dir.join(report::OUTCOMES);
+    if parquet.is_file() {
+        let file = std::fs::File::open(&parquet)?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        return Ok(reader.collect::<std::result::Result<_, _>>()?);
+    }
+    let log = run_dir.join(report::OUTCOMES_LOG);
+    if log.is_file() {
+        return report::read_log(&log);
+    }
+    Ok(Vec::new())
+}
+
+fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>) {
+    let (Some(origin), Some(position)) = (batch.column_by_name("origin"), batch.column_by_name("position")) else {
+        return;
+    };
+    let origin = origin.as_string::<i32>();
+    let position = position.as_primitive::<UInt64Type>();
+    for i in 0..batch.num_rows() {
+        if origin.is_valid(i) && position.is_valid(i) {
+            into.entry(origin.value(i).to_owned())
+                .or_default()
+                .push(position.value(i));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_answer_membership() {
+        let mut m = HashMap::new();
+        m.insert("f".to_owned(), vec![5, 1, 2, 3, 9, 10, 2]);
+        let d = Done::from_positions(m);
+        assert_eq!(d.events, 6);
+        for (p, want) in [
+            (0, false),
+            (1, true),
+            (3, true),
+            (4, false),
+            (5, true),
+            (8, false),
+            (10, true),
+            (11, false),
+        ] {
+            assert_eq!(d.contains("f", p), want, "{p}");
+        }
+        assert!(!d.contains("g", 1));
+    }
+}
