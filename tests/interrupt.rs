@@ -461,3 +461,105 @@ fn a_database_that_never_answers_stops_the_run_within_the_timeout() {
         assert!(stderr(&o).contains("cannot connect"), "{cmd}: {}", stderr(&o));
     }
 }
+
+/// Writes `lines` into the FIFO at `path` (blocks until a reader opens it), pausing after
+/// `pause_after` lines until `abort` is set (then it stops, closing the FIFO).
+fn feed_fifo(
+    path: std::path::PathBuf,
+    lines: Vec<String>,
+    pause_after: Option<usize>,
+    abort: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            return;
+        };
+        for (i, line) in lines.iter().enumerate() {
+            if f.write_all(line.as_bytes()).and_then(|_| f.write_all(b"\n")).is_err() {
+                return;
+            }
+            if Some(i + 1) == pause_after {
+                let _ = f.flush();
+                while !abort.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn parquet_killed_then_resumed_writes_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("store.ndjson");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let out = dir.path().join("out");
+    let reports = dir.path().join("runs");
+    let lines: Vec<String> = std::fs::read_to_string(testdata("events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let args = |cmd: &mut Command| {
+        cmd.args([
+            "populate",
+            "parquet",
+            "--from",
+            fifo.to_str().unwrap(),
+            "--to",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--max-rows-per-file",
+            "100",
+            "--batch-size",
+            "50",
+            "--report-dir",
+            reports.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    };
+    // The first run: 530 lines, then the store stalls; it is killed while it waits, with five
+    // files committed and one open.
+    let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = feed_fifo(fifo.clone(), lines.clone(), Some(530), abort.clone());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
+    args(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(out.exists() && parquet_files(&out).len() >= 5) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    abort.store(true, std::sync::atomic::Ordering::Relaxed);
+    feeder.join().unwrap();
+    let first = runs(&reports).pop().unwrap();
+    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
+    // The resume reads the whole store again from the same path.
+    let feeder = feed_fifo(fifo.clone(), lines.clone(), None, abort.clone());
+    let o = rehydrate(&["resume", "--report-dir", reports.to_str().unwrap(), &first_id]);
+    feeder.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let resumed = runs(&reports).into_iter().find(|r| r != &first).unwrap();
+    let s = run_summary(&resumed);
+    assert_eq!(s["resumed_from"], first_id.as_str());
+    assert_eq!(s["already_done"], 500, "{s}");
+    // The union of both runs' files: every event exactly once (DuckDB reads them).
+    let glob = format!("{}/*.parquet", out.display());
+    let sql = format!("SELECT count(*), count(DISTINCT id) FROM read_parquet('{glob}')");
+    let o = Command::new(common::servers::python())
+        .args([
+            "-c",
+            &format!("import duckdb; print(*duckdb.sql(\"{sql}\").fetchone())"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1200 1200");
+}
