@@ -95,6 +95,11 @@ pub enum Command {
         after_help = "Examples:\n  rehydrate resume 20261201T083351.419Z-027b\n  rehydrate resume --report-dir runs/ 20261201T083351.419Z-027b\n\nEvents that were in flight when the run was killed had no outcome yet: they are sent again."
     )]
     Resume(ResumeArgs),
+    /// Run a saved run again on only its events that ended failed, rejected or skipped.
+    #[command(
+        after_help = "Examples:\n  rehydrate redrive 20261201T083351.419Z-027b\n\nThe saved command runs again (same --map, filter and target) on exactly those events."
+    )]
+    Redrive(ResumeArgs),
     /// Query saved runs with SQL: the tables `runs` and `outcomes`.
     #[command(
         after_help = "Examples:\n  rehydrate report \"SELECT status, count(*) FROM outcomes GROUP BY status\"\n  rehydrate report \"SELECT run_id, command, read, matched, failed, exit_code FROM runs ORDER BY started_at DESC LIMIT 5\"\n  rehydrate report --format ndjson \"SELECT origin, position, error_message FROM outcomes WHERE status = 'rejected'\""

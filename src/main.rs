@@ -37,30 +37,41 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             report::query::run(&args.sql, &args.report_dir, args.format).await?;
             Ok(0)
         }
-        Command::Resume(args) => {
-            // Where the runs are, before moving to the directory the run was started in.
-            let report_dir = std::path::absolute(&args.report_dir)?;
-            let r = resume::load(&report_dir, &args.run_id)?;
-            std::env::set_current_dir(&r.spec.cwd)?;
-            let recorded = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.spec.argv.clone()))
-                .map_err(|e| Error::usage(format!("the saved command of {} no longer parses: {e}", r.run_id)))?;
-            let Some(mut spec) = run_spec(recorded.command).await? else {
-                return Err(Error::usage(format!("{} is not a run that can be resumed", r.run_id)));
-            };
-            spec.report_dir = report_dir;
-            spec.argv = r.spec.argv;
-            eprintln!(
-                "rehydrate: resuming {}: {} events already have an outcome and are left out",
-                r.run_id, r.done.events
-            );
-            spec.resume = Some((r.run_id, std::sync::Arc::new(r.done)));
-            run::execute(spec).await
-        }
+        Command::Resume(args) => continue_run(args, false).await,
+        Command::Redrive(args) => continue_run(args, true).await,
         command => match run_spec(command).await? {
             Some(spec) => run::execute(spec).await,
             None => Err(Error::Internal("not an actioning command".into())),
         },
     }
+}
+
+/// `resume` (`redrive` false) or `redrive` a saved run.
+async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result<i32> {
+    // Where the runs are, before moving to the directory the run was started in.
+    let report_dir = std::path::absolute(&args.report_dir)?;
+    let r = resume::load(&report_dir, &args.run_id, redrive)?;
+    std::env::set_current_dir(&r.spec.cwd)?;
+    let recorded = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.spec.argv.clone()))
+        .map_err(|e| Error::usage(format!("the saved command of {} no longer parses: {e}", r.run_id)))?;
+    let Some(mut spec) = run_spec(recorded.command).await? else {
+        return Err(Error::usage(format!("{} is not a run that can be resumed", r.run_id)));
+    };
+    spec.report_dir = report_dir;
+    spec.argv = r.spec.argv;
+    if redrive {
+        eprintln!(
+            "rehydrate: re-driving {}: {} events that ended failed, rejected or skipped",
+            r.run_id, r.done.events
+        );
+    } else {
+        eprintln!(
+            "rehydrate: resuming {}: {} events already have an outcome and are left out",
+            r.run_id, r.done.events
+        );
+    }
+    spec.resume = Some((r.run_id, std::sync::Arc::new(r.done), redrive));
+    run::execute(spec).await
 }
 
 /// The run spec of an actioning command (`None` for the others).
@@ -72,6 +83,6 @@ async fn run_spec(command: Command) -> Result<Option<run::RunSpec>> {
         Command::Populate(PopulateTarget::Mysql(args)) => args.to_spec(Dialect::MySql)?,
         Command::Replay(args) => args.to_spec().await?,
         Command::Invoke(args) => args.to_spec().await?,
-        Command::Preview(_) | Command::Report(_) | Command::Resume(_) => return Ok(None),
+        Command::Preview(_) | Command::Report(_) | Command::Resume(_) | Command::Redrive(_) => return Ok(None),
     }))
 }

@@ -1,4 +1,6 @@
-//! `rehydrate resume <run-id>`: continue a run that was stopped or killed. The run directory
+//! `rehydrate resume <run-id>`: continue a run that was stopped or killed; and
+//! `rehydrate redrive <run-id>`: run it again on only the events that ended failed, rejected
+//! or skipped. The run directory
 //! holds the command line the run was started with (`spec.json`); the new run re-runs it, in a
 //! run directory of its own linked to the old one (`resumed_from`), and leaves out every event
 //! that already has a final outcome in the old run (or in the runs it resumed in turn). Across
@@ -80,11 +82,15 @@ impl Done {
 pub struct Resume {
     pub run_id: String,
     pub spec: SavedSpec,
+    /// Resume: the events to leave out. Re-drive: the only events to take.
     pub done: Done,
+    pub redrive: bool,
 }
 
-/// Loads run `run_id` under `report_dir` for resuming.
-pub fn load(report_dir: &Path, run_id: &str) -> Result<Resume> {
+/// Loads run `run_id` under `report_dir` for resuming (`redrive` false: every event with an
+/// outcome in it or the runs it resumed is left out) or re-driving (`redrive`: only its events
+/// that ended failed, rejected or skipped are taken).
+pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
     let run_dir = report_dir.join(run_id);
     let spec_path = run_dir.join(SPEC);
     let text = std::fs::read_to_string(&spec_path).map_err(|e| {
@@ -107,7 +113,7 @@ pub fn load(report_dir: &Path, run_id: &str) -> Result<Resume> {
         }
         let dir = report_dir.join(&id);
         for batch in outcomes_of(&dir)? {
-            collect(&batch, &mut positions);
+            collect(&batch, &mut positions, redrive);
         }
         let summary: Option<RunSummary> = std::fs::read_to_string(dir.join("run.json"))
             .ok()
@@ -117,12 +123,17 @@ pub fn load(report_dir: &Path, run_id: &str) -> Result<Resume> {
                 "{id} was a dry run: nothing to resume; run the command without --dry-run"
             )));
         }
-        next = summary.and_then(|s| s.resumed_from);
+        next = if redrive {
+            None
+        } else {
+            summary.and_then(|s| s.resumed_from)
+        };
     }
     Ok(Resume {
         run_id: run_id.to_owned(),
         spec,
         done: Done::from_positions(positions),
+        redrive,
     })
 }
 
@@ -141,13 +152,18 @@ fn outcomes_of(run_dir: &Path) -> Result<Vec<RecordBatch>> {
     Ok(Vec::new())
 }
 
-fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>) {
+fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>, only_unfinished: bool) {
     let (Some(origin), Some(position)) = (batch.column_by_name("origin"), batch.column_by_name("position")) else {
         return;
     };
     let origin = origin.as_string::<i32>();
     let position = position.as_primitive::<UInt64Type>();
+    let status = batch.column_by_name("status").map(|s| s.as_string::<i32>().clone());
     for i in 0..batch.num_rows() {
+        let unfinished = status.as_ref().is_some_and(|s| s.value(i) != "succeeded");
+        if only_unfinished && !unfinished {
+            continue;
+        }
         if origin.is_valid(i) && position.is_valid(i) {
             into.entry(origin.value(i).to_owned())
                 .or_default()

@@ -46,8 +46,9 @@ pub struct RunSpec {
     pub grace_period: Duration,
     /// The command line (after the program name), saved so that the run can be resumed.
     pub argv: Vec<String>,
-    /// When resuming: the run resumed, and the events it already finished.
-    pub resume: Option<(String, Arc<crate::resume::Done>)>,
+    /// When resuming: the run resumed, and the events it already finished (left out); when
+    /// re-driving (the flag): the run, and the only events to take.
+    pub resume: Option<(String, Arc<crate::resume::Done>, bool)>,
 }
 
 /// Decoding threads: the reader is one more, and DataFusion and the action share the rest.
@@ -64,17 +65,19 @@ fn events_stream(
     rejections: mpsc::UnboundedSender<RecorderMsg>,
     stop: Arc<AtomicBool>,
     reached: Arc<AtomicU64>,
-    done: Option<(Arc<crate::resume::Done>, Arc<AtomicU64>)>,
+    done: Option<(Arc<crate::resume::Done>, bool, Arc<AtomicU64>)>,
 ) -> SendableRecordBatchStream {
     let stream = file::stream(source, stats, decode_parallelism())
         .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
         .map(move |decoded| match decoded {
             Ok(mut d) => {
-                if let Some((done, skipped)) = &done {
-                    // Resuming: what already has an outcome is not read again.
+                if let Some((done, only, skipped)) = &done {
+                    // Resuming: what already has an outcome is not read again. Re-driving: only
+                    // what ended failed, rejected or skipped is.
                     let before = d.batch.num_rows() + d.rejections.len();
-                    d.rejections.retain(|r| !done.contains(&r.origin, r.position));
-                    d.batch = leave_out_done(&d.batch, done).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    d.rejections.retain(|r| done.contains(&r.origin, r.position) == *only);
+                    d.batch =
+                        leave_out_done(&d.batch, done, *only).map_err(|e| DataFusionError::External(Box::new(e)))?;
                     skipped.fetch_add(
                         (before - d.batch.num_rows() - d.rejections.len()) as u64,
                         Ordering::Relaxed,
@@ -92,7 +95,11 @@ fn events_stream(
 }
 
 /// The rows of an `events` batch whose (origin, position) has no outcome yet.
-fn leave_out_done(batch: &arrow::array::RecordBatch, done: &crate::resume::Done) -> Result<arrow::array::RecordBatch> {
+fn leave_out_done(
+    batch: &arrow::array::RecordBatch,
+    done: &crate::resume::Done,
+    only: bool,
+) -> Result<arrow::array::RecordBatch> {
     use arrow::array::{Array, AsArray, BooleanArray};
     let origin = batch
         .column_by_name(event::ORIGIN)
@@ -105,7 +112,9 @@ fn leave_out_done(batch: &arrow::array::RecordBatch, done: &crate::resume::Done)
     };
     let keep: BooleanArray = (0..batch.num_rows())
         .map(|i| {
-            Some(!(origin.is_valid(i) && position.is_valid(i) && done.contains(origin.value(i), position.value(i))))
+            let listed =
+                origin.is_valid(i) && position.is_valid(i) && done.contains(origin.value(i), position.value(i));
+            Some(listed == only)
         })
         .collect();
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
@@ -243,7 +252,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         reached.clone(),
         spec.resume
             .as_ref()
-            .map(|(_, done)| (done.clone(), already_done.clone())),
+            .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
     );
     let selection = filter::select(&ctx, events, &spec.filter).await?;
     // What the target needs from the selection is checked before anything exists on disk.
@@ -288,7 +297,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         run_id: run_id.clone(),
         status: "running".into(),
         pid: Some(std::process::id()),
-        resumed_from: spec.resume.as_ref().map(|(id, _)| id.clone()),
+        resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: 0,
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
@@ -393,7 +402,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         }
         .into(),
         pid: None,
-        resumed_from: spec.resume.as_ref().map(|(id, _)| id.clone()),
+        resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: already_done.load(Ordering::Relaxed),
         command: spec.action.command().into(),
         source: spec.source.description.clone(),

@@ -987,3 +987,87 @@ fn replay_killed_mid_run_and_resumed_delivers_everything_once_unless_in_flight_o
         &may_repeat,
     );
 }
+
+#[test]
+fn redrive_sends_exactly_the_failed_and_rejected_events_again() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["function", "legacy"]);
+    // The first three invocations fail with a function error (permanent: not retried).
+    let fail = r#"{\"functionError\":\"Handled\",\"errorType\":\"Boom\",\"errorMessage\":\"no\"}"#;
+    moto_ctl(
+        &moto.url,
+        &["queue-results", &format!(r#"["{fail}","{fail}","{fail}"]"#)],
+    );
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Records of another shape (read with --map), two of them broken.
+    let mut lines: Vec<String> = std::fs::read_to_string(testdata("eventstore.ndjson"))
+        .unwrap()
+        .lines()
+        .take(20)
+        .map(str::to_owned)
+        .collect();
+    lines.insert(
+        5,
+        r#"{"pk":"ORDERS#1","eventId":"bad-1","aggregate":"com.legacy.orders"}"#.into(),
+    );
+    lines.push("not json at all".into());
+    let file = dir.path().join("legacy.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let reports = dir.path().join("runs");
+    let map = [
+        "--map",
+        "detail-type=eventType",
+        "--map",
+        "detail=payload",
+        "--map",
+        "time=createdAt",
+        "--map",
+        "source=aggregate",
+        "--map",
+        "id=eventId",
+    ];
+    let mut args = vec!["invoke", "--from", file.to_str().unwrap(), "--function", "legacy"];
+    args.extend_from_slice(&map);
+    args.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
+    let o = rehydrate_aws(&args, &moto.url);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let first = runs(&reports).pop().unwrap();
+    let s = run_summary(&first);
+    assert_eq!(
+        (s["failed"].as_u64(), s["rejected"].as_u64()),
+        (Some(3), Some(2)),
+        "{s}"
+    );
+    let failed_ids: std::collections::BTreeSet<String> = outcomes(&first)
+        .into_iter()
+        .filter(|r| r.status == "failed")
+        .map(|r| r.event_id.unwrap())
+        .collect();
+    let before = invoke_payloads(&moto.url, "legacy").len();
+    assert_eq!(before, 20, "every good record was invoked once");
+
+    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
+    let o = rehydrate_full(
+        &["redrive", "--report-dir", reports.to_str().unwrap(), &first_id],
+        None,
+        &aws_env(&moto.url),
+    );
+    // The function now succeeds; the two broken records are rejected again.
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let payloads = invoke_payloads(&moto.url, "legacy");
+    let again: std::collections::BTreeSet<String> = payloads[before..]
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(payloads.len() - before, 3, "exactly the failed events, once each");
+    assert_eq!(again, failed_ids);
+    let second = runs(&reports).into_iter().find(|r| r != &first).unwrap();
+    let s = run_summary(&second);
+    assert_eq!(s["resumed_from"], first_id.as_str());
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["rejected"].as_u64(), s["failed"].as_u64()),
+        (Some(3), Some(2), Some(0)),
+        "{s}"
+    );
+}
