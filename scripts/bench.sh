@@ -96,3 +96,24 @@ counts = {r[0]: int(r[3]) for r in rows}
 if len(set(counts.values())) != 1:
     print(f"WARNING: the tools selected different row counts: {counts}")
 PY
+
+measure_any() { # like measure, for a run that is meant to end with a non-zero exit code
+    local name=$1; shift
+    sync
+    /usr/bin/time -f "%e %M" -o "$data/time.$name" "$@" > "$data/stdout.$name" 2> "$data/stderr.$name" || true
+    tail -n 1 "$data/time.$name"
+}
+
+# Memory under two bad inputs (rehydrate only: the peers have no equivalent job).
+# 1. A rejection storm: a --map that rejects every record of the same store (each is rejected,
+#    reported and dead-lettered).
+read -r t_storm rss_storm < <(measure_any storm "$bin" populate parquet --from "$store" --map source=no.such.field \
+    --to "$out/storm" --report-dir "$data/runs" --dead-letter "$data/storm-dead-letter.ndjson" --output json)
+# 2. A file of the same size without a single newline (refused at the record cap).
+nonl="$data/no-newline-${size_mb}mb.ndjson"
+[ -f "$nonl" ] || head -c "$bytes" /dev/zero | tr '\0' 'x' > "$nonl"
+read -r t_nonl rss_nonl < <(measure_any nonl "$bin" populate parquet --from "$nonl" --to "$out/nonl" \
+    --report-dir "$data/runs" --output json)
+rm -f "$data/storm-dead-letter.ndjson"
+printf 'rejection storm (every record rejected): %6.1f s, peak RSS %4d MB\n' "$t_storm" "$((rss_storm / 1024))"
+printf 'no newline in %4d MB:                    %6.1f s, peak RSS %4d MB\n' "$((bytes >> 20))" "$t_nonl" "$((rss_nonl / 1024))"

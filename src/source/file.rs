@@ -20,8 +20,9 @@ use crate::event::{BatchDecoder, FieldMap};
 use crate::{Error, Result};
 
 /// A record larger than this is taken as a sign of a malformed file (an unclosed string would
-/// otherwise swallow the rest of it).
-const MAX_RECORD_BYTES: usize = 256 << 20;
+/// otherwise swallow the rest of it). The largest event any target takes is 6 MB (a synchronous
+/// Lambda payload); 64 MiB leaves room and keeps memory flat on a file without line breaks.
+const MAX_RECORD_BYTES: usize = 64 << 20;
 /// A chunk is sent early when its bytes pass this, whatever its record count.
 const MAX_CHUNK_BYTES: usize = 64 << 20;
 const READ_BUFFER: usize = 1 << 20;
@@ -316,7 +317,7 @@ fn read_line_capped(
     }
 }
 
-/// The largest record accepted: 256 MiB (`REHYDRATE_MAX_RECORD_BYTES` overrides it, for tests
+/// The largest record accepted: 64 MiB (`REHYDRATE_MAX_RECORD_BYTES` overrides it, for tests
 /// and for stores with larger records).
 fn max_record_bytes() -> usize {
     static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
