@@ -538,6 +538,51 @@ fn assert_delivered_once_unless_lost<K: std::hash::Hash + Eq + std::fmt::Debug>(
     }
 }
 
+/// What identifies a replayed event on arrival and in the proxy's log (EventBridge gives it a
+/// new id): detail-type, time to the second, and detail.
+type ReplayKey = (String, i64, String);
+
+fn replay_key(e: &Value) -> ReplayKey {
+    (
+        e["detail-type"].as_str().unwrap().to_owned(),
+        second(e),
+        e["detail"].to_string(),
+    )
+}
+
+/// The replayed events that reached moto in requests whose response the proxy dropped.
+fn replays_before_lost_responses(log: &Path) -> std::collections::HashSet<ReplayKey> {
+    forwarded_before_lost_responses(&fault_log(log))
+        .into_iter()
+        .map(|e| {
+            let detail: Value = serde_json::from_str(e[2].as_str().unwrap()).unwrap();
+            (
+                e[0].as_str().unwrap().to_owned(),
+                e[1].as_f64().unwrap() as i64,
+                detail.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Drains the rule's queue and checks each expected replay arrived once, or more only if it may.
+fn assert_replays_delivered(
+    moto: &str,
+    queue: &str,
+    expected: &[Value],
+    may_repeat: &std::collections::HashSet<ReplayKey>,
+) {
+    let delivered: Vec<Value> = moto_ctl(moto, &["drain", queue, &expected.len().to_string(), "90"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_delivered_once_unless_lost(
+        expected.iter().map(|e| (replay_key(e), e["id"].to_string())),
+        delivered.iter().map(replay_key),
+        may_repeat,
+    );
+}
+
 #[test]
 fn replay_through_faults_delivers_everything_once_except_after_lost_responses() {
     let moto = moto();
@@ -585,31 +630,7 @@ fn replay_through_faults_delivers_everything_once_except_after_lost_responses() 
         "a partial failure happened"
     );
     assert!(faults.iter().any(|f| f["fault"] == "throttle" || f["fault"] == "error"));
-    // Replays get new ids from EventBridge: identify them by detail-type, time and detail.
-    let key = |detail_type: &str, time: i64, detail: &Value| (detail_type.to_owned(), time, detail.to_string());
-    let may_repeat = forwarded_before_lost_responses(&faults)
-        .into_iter()
-        .map(|e| {
-            let detail: Value = serde_json::from_str(e[2].as_str().unwrap()).unwrap();
-            key(e[0].as_str().unwrap(), e[1].as_f64().unwrap() as i64, &detail)
-        })
-        .collect();
-    let delivered: Vec<Value> = moto_ctl(&moto.url, &["drain", &queue, &expected.len().to_string(), "90"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_delivered_once_unless_lost(
-        expected.iter().map(|e| {
-            (
-                key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]),
-                e["id"].to_string(),
-            )
-        }),
-        delivered
-            .iter()
-            .map(|d| key(d["detail-type"].as_str().unwrap(), second(d), &d["detail"])),
-        &may_repeat,
-    );
+    assert_replays_delivered(&moto.url, &queue, &expected, &replays_before_lost_responses(&log));
 }
 
 #[test]
@@ -957,35 +978,13 @@ fn replay_killed_mid_run_and_resumed_delivers_everything_once_unless_in_flight_o
     assert_eq!(per_event.len(), expected.len());
     // Deliveries: at least once each; more than once only after a lost response, or for an
     // event that had no outcome when the first run was killed (it may have been in flight).
-    let key = |detail_type: &str, time: i64, detail: &Value| (detail_type.to_owned(), time, detail.to_string());
-    let mut may_repeat: std::collections::HashSet<_> = forwarded_before_lost_responses(&fault_log(&log))
-        .into_iter()
-        .map(|e| {
-            let detail: Value = serde_json::from_str(e[2].as_str().unwrap()).unwrap();
-            key(e[0].as_str().unwrap(), e[1].as_f64().unwrap() as i64, &detail)
-        })
-        .collect();
+    let mut may_repeat = replays_before_lost_responses(&log);
     for e in &expected {
         if !in_first.contains(e["id"].as_str().unwrap()) {
-            may_repeat.insert(key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]));
+            may_repeat.insert(replay_key(e));
         }
     }
-    let delivered: Vec<Value> = moto_ctl(&moto.url, &["drain", &queue, &expected.len().to_string(), "60"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_delivered_once_unless_lost(
-        expected.iter().map(|e| {
-            (
-                key(e["detail-type"].as_str().unwrap(), second(e), &e["detail"]),
-                e["id"].to_string(),
-            )
-        }),
-        delivered
-            .iter()
-            .map(|d| key(d["detail-type"].as_str().unwrap(), second(d), &d["detail"])),
-        &may_repeat,
-    );
+    assert_replays_delivered(&moto.url, &queue, &expected, &may_repeat);
 }
 
 #[test]
