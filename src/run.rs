@@ -62,7 +62,7 @@ fn decode_parallelism() -> usize {
 fn events_stream(
     source: &SourceSpec,
     stats: Arc<SourceStats>,
-    rejections: mpsc::UnboundedSender<RecorderMsg>,
+    rejections: report::RecorderTx,
     stop: Arc<AtomicBool>,
     reached: Arc<AtomicU64>,
     done: Option<(Arc<crate::resume::Done>, bool, Arc<AtomicU64>)>,
@@ -85,7 +85,7 @@ fn events_stream(
                 }
                 reached.fetch_add((d.batch.num_rows() + d.rejections.len()) as u64, Ordering::Relaxed);
                 if !d.rejections.is_empty() {
-                    let _ = rejections.send(RecorderMsg::Rejections(d.rejections));
+                    rejections.send(RecorderMsg::Rejections(d.rejections));
                 }
                 Ok(d.batch)
             }
@@ -237,7 +237,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let started_at = Utc::now();
     let t0 = Instant::now();
     let stats = Arc::new(SourceStats::default());
-    let (tx, rx) = mpsc::unbounded_channel::<RecorderMsg>();
+    let (tx, rx) = report::RecorderTx::bounded();
     let interrupt = Interrupt::listen(spec.grace_period);
     let reached = Arc::new(AtomicU64::new(0));
     let already_done = Arc::new(AtomicU64::new(0));
@@ -486,7 +486,7 @@ pub async fn preview(
     let events = events_stream(
         &source,
         stats.clone(),
-        tx,
+        report::RecorderTx::Unbounded(tx),
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
         None,

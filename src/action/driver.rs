@@ -843,6 +843,7 @@ mod tests {
             futures::stream::iter(vec![Ok(batch)]),
         ));
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let tx = crate::report::RecorderTx::Unbounded(tx);
         let ctx = ActionContext {
             run_id: "r".into(),
             dry_run: false,

@@ -20,7 +20,6 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, Int32Type, UInt64Type};
 use datafusion::execution::SendableRecordBatchStream;
-use tokio::sync::mpsc;
 
 use crate::event::EnvelopeReader;
 use crate::filter::EventKeys;
@@ -34,7 +33,7 @@ pub struct ActionContext {
     pub dry_run: bool,
     pub keys: Option<EventKeys>,
     pub helper_columns: Vec<String>,
-    pub outcomes: mpsc::UnboundedSender<RecorderMsg>,
+    pub outcomes: crate::report::RecorderTx,
     pub progress: Progress,
     /// How hard to push the target (the driver's settings).
     pub send: driver::SendPolicy,
@@ -57,7 +56,7 @@ impl ActionContext {
             outcomes.pop();
         }
         if !outcomes.is_empty() {
-            let _ = self.outcomes.send(RecorderMsg::Outcomes(outcomes));
+            self.outcomes.send(RecorderMsg::Outcomes(outcomes));
         }
     }
 
@@ -95,7 +94,7 @@ impl ActionContext {
             latency_ms: None,
         };
         fill(&mut bulk);
-        let _ = self.outcomes.send(RecorderMsg::Bulk(bulk));
+        self.outcomes.send(RecorderMsg::Bulk(bulk));
     }
 
     /// Reports every row of `batch` as skipped (a dry run).

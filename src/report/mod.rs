@@ -187,6 +187,51 @@ pub fn runs_schema() -> SchemaRef {
     ]))
 }
 
+/// How many messages may wait for the recorder before senders wait for it (back-pressure
+/// instead of growth, when outcomes come faster than they can be written).
+pub const RECORDER_QUEUE: usize = 256;
+
+/// The sending side of the recorder's channel.
+#[derive(Clone)]
+pub enum RecorderTx {
+    /// A run's recorder: bounded, a full queue makes the sender wait.
+    Bounded(mpsc::Sender<RecorderMsg>),
+    /// `preview`, which only collects rejections to show.
+    Unbounded(mpsc::UnboundedSender<RecorderMsg>),
+}
+
+impl RecorderTx {
+    /// A bounded channel to a recorder.
+    pub fn bounded() -> (Self, mpsc::Receiver<RecorderMsg>) {
+        let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
+        (RecorderTx::Bounded(tx), rx)
+    }
+
+    /// Sends `msg`, waiting while the recorder's queue is full. The recorder runs on a thread of
+    /// its own, so the wait always ends; if the recorder has stopped, its own error is the one
+    /// the run reports.
+    pub fn send(&self, msg: RecorderMsg) {
+        match self {
+            RecorderTx::Bounded(tx) => {
+                let mut msg = msg;
+                loop {
+                    match tx.try_send(msg) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(m)) => {
+                            msg = m;
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+            }
+            RecorderTx::Unbounded(tx) => {
+                let _ = tx.send(msg);
+            }
+        }
+    }
+}
+
 pub enum RecorderMsg {
     Rejections(Vec<Rejection>),
     Outcomes(Vec<Outcome>),
@@ -238,7 +283,7 @@ impl Recorder {
         run_dir: &Path,
         target: &str,
         dead_letter: PathBuf,
-        mut rx: mpsc::UnboundedReceiver<RecorderMsg>,
+        mut rx: mpsc::Receiver<RecorderMsg>,
     ) -> Result<Self> {
         let log_path = run_dir.join(OUTCOMES_LOG);
         let file = File::create(&log_path).map_err(|e| Error::Report {
@@ -682,7 +727,7 @@ mod tests {
     fn recorder_writes_outcomes_and_dead_letters() {
         let dir = tempfile::tempdir().unwrap();
         let dl = dir.path().join("dl.ndjson");
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = RecorderTx::bounded();
         let rec = Recorder::start("r1", dir.path(), "t", dl.clone(), rx).unwrap();
         tx.send(RecorderMsg::Rejections(vec![Rejection {
             origin: "f.json".into(),
@@ -690,15 +735,13 @@ mod tests {
             line: 7,
             reason: "lacks `source`".into(),
             raw: b"{\n\"a\": 1}".to_vec(),
-        }]))
-        .unwrap();
+        }]));
         tx.send(RecorderMsg::Outcomes(vec![Outcome::new(
             Some("e1".into()),
             None,
             None,
             Status::Succeeded,
-        )]))
-        .unwrap();
+        )]));
         drop(tx);
         let totals = rec.finish().unwrap();
         assert_eq!((totals.rejected, totals.succeeded, totals.dead_letters), (1, 1, 1));
@@ -709,5 +752,32 @@ mod tests {
             !dir.path().join(OUTCOMES_LOG).exists(),
             "the log is gone once converted"
         );
+    }
+
+    #[test]
+    fn a_full_queue_makes_senders_wait_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = RecorderTx::bounded();
+        let rec = Recorder::start("r1", dir.path(), "t", dir.path().join("dl"), rx).unwrap();
+        // Far more messages than the queue holds, from two threads at once.
+        let n = RECORDER_QUEUE * 20;
+        std::thread::scope(|scope| {
+            for t in 0..2 {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    for i in 0..n {
+                        let id = format!("t{t}-{i}");
+                        tx.send(RecorderMsg::Outcomes(vec![Outcome::new(
+                            Some(id),
+                            None,
+                            None,
+                            Status::Succeeded,
+                        )]));
+                    }
+                });
+            }
+        });
+        drop(tx);
+        assert_eq!(rec.finish().unwrap().succeeded, 2 * n as u64);
     }
 }
