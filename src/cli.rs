@@ -218,6 +218,9 @@ pub struct ParquetArgs {
     /// Start a new file after this many rows.
     #[arg(long, default_value_t = 500_000, value_name = "N")]
     pub max_rows_per_file: usize,
+    /// Files open at once at most (one per partition being written); past it the least recently written is committed (1 to 10000).
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_open_files: u32,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -556,7 +559,8 @@ impl InvokeArgs {
 
 impl ParquetArgs {
     pub fn to_spec(&self) -> Result<RunSpec> {
-        let populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
+        let mut populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
+        populate.max_open_files = self.max_open_files as usize;
         self.run.apply(
             self.source.to_spec()?,
             self.filter.to_spec()?,

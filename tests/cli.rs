@@ -481,3 +481,40 @@ fn out_of_range_flags_are_usage_errors_not_panics() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn max_open_files_commits_the_least_recently_written_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let ran = run_checked(
+        &[
+            "populate",
+            "parquet",
+            "--from",
+            "testdata/events.ndjson",
+            "--to",
+            out.to_str().unwrap(),
+            "--partition-by",
+            "detail_type",
+            "--batch-size",
+            "16",
+            "--max-open-files",
+            "2",
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(ran.summary["succeeded"], 1200);
+    let files = parquet_files(&out);
+    let partitions: std::collections::HashSet<_> = files.iter().map(|f| f.parent().unwrap().to_owned()).collect();
+    assert!(partitions.len() > 2, "{} partitions", partitions.len());
+    assert!(
+        files.len() > partitions.len(),
+        "closing files early made more files than partitions"
+    );
+    let mut ids: Vec<String> = files.iter().flat_map(|f| column_text(&read_parquet(f), "id")).collect();
+    assert_eq!(ids.len(), 1200);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1200, "every event exactly once");
+}

@@ -501,6 +501,11 @@ pub trait CommitTarget {
     /// Rows after which a unit is committed.
     fn rows_per_unit(&self) -> usize;
 
+    /// Units open at once at most; past it the least recently written is committed.
+    fn max_open_units(&self) -> usize {
+        usize::MAX
+    }
+
     /// The units `rows` belong to: each unit's name with the rows for it (all rows in one
     /// unit, "", unless the target partitions).
     fn route(&self, rows: &RecordBatch) -> Result<Vec<(String, Option<UInt32Array>)>> {
@@ -552,6 +557,7 @@ pub async fn run_commits<T: CommitTarget>(
     ctx: &ActionContext,
 ) -> Result<()> {
     let mut open: HashMap<String, OpenUnit> = HashMap::new();
+    // Open units, least recently written first.
     let mut order: Vec<String> = Vec::new();
     let mut stop: Option<Error> = None;
     let keep_rows = T::DEAD_LETTERS;
@@ -590,16 +596,22 @@ pub async fn run_commits<T: CommitTarget>(
                 });
                 break;
             }
-            let u = open.entry(unit.clone()).or_insert_with(|| {
-                order.push(unit.clone());
-                OpenUnit::default()
-            });
+            order.retain(|n| n != &unit);
+            order.push(unit.clone());
+            let u = open.entry(unit.clone()).or_default();
             u.rows += rows.num_rows();
             u.pending.push((Instant::now(), keys, keep_rows.then_some(rows)));
             if u.rows >= target.rows_per_unit() {
                 let u = open.remove(&unit).unwrap();
                 order.retain(|n| n != &unit);
                 commit_unit(target, ctx, &unit, u).await;
+            }
+            // Too many open (`--max-open-files`): the least recently written one is committed.
+            while open.len() > target.max_open_units() {
+                let oldest = order.remove(0);
+                if let Some(u) = open.remove(&oldest) {
+                    commit_unit(target, ctx, &oldest, u).await;
+                }
             }
         }
         if stop.is_some() {

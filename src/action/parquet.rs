@@ -33,6 +33,8 @@ pub struct ParquetPopulate {
     prefix: StorePath,
     partition_by: Vec<String>,
     max_rows_per_file: usize,
+    /// Files open at once at most (`--max-open-files`).
+    pub max_open_files: usize,
     row_group_size: usize,
 }
 
@@ -72,6 +74,7 @@ impl ParquetPopulate {
             prefix,
             partition_by,
             max_rows_per_file,
+            max_open_files: 64,
             row_group_size: 128 * 1024,
         })
     }
@@ -176,6 +179,10 @@ fn write_fault(path: &StorePath, e: impl std::fmt::Display) -> Fault {
 impl driver::CommitTarget for ParquetSink<'_> {
     fn rows_per_unit(&self) -> usize {
         self.populate.max_rows_per_file
+    }
+
+    fn max_open_units(&self) -> usize {
+        self.populate.max_open_files
     }
 
     fn route(&self, rows: &RecordBatch) -> Result<Vec<(String, Option<UInt32Array>)>> {
