@@ -652,6 +652,12 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
             "  resumed   {:>10}   events left out: they already had an outcome in {from}\n",
             thousands(s.already_done)
         ));
+        if s.matched > 0 {
+            out.push_str(&format!(
+                "  note      the {} events actioned here were not finished in {from}: any that were in flight when it stopped may have been delivered twice\n",
+                thousands(s.matched)
+            ));
+        }
     }
     out.push_str(&format!("  rejected  {:>10}\n", thousands(s.rejected)));
     out.push_str(&format!(
