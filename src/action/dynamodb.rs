@@ -174,23 +174,13 @@ impl DynamoDbPopulate {
                 attrs.insert(name.clone(), v);
             }
         }
-        let mut key = String::new();
-        for (name, _) in self.key() {
-            match attrs.get(name) {
-                None => {
-                    return Err(Fault::permanent(
-                        "MissingKey",
-                        format!("the key attribute {name} is null in this row"),
-                    ))
-                }
-                Some(v) => {
-                    key.push_str(name);
-                    key.push('=');
-                    key.push_str(&key_text(v));
-                    key.push('\u{1f}');
-                }
-            }
+        if let Some((name, _)) = self.key().iter().find(|(name, _)| !attrs.contains_key(name)) {
+            return Err(Fault::permanent(
+                "MissingKey",
+                format!("the key attribute {name} is null in this row"),
+            ));
         }
+        let key = self.key_of(&attrs);
         Ok(DynamoItem { attrs, key })
     }
 }
@@ -242,7 +232,7 @@ impl RequestTarget for DynamoDbPopulate {
                 let item = self.item(&columns, row)?;
                 Ok(Prepared {
                     size: item_size(&item.attrs),
-                    dedupe_key: Some(item.key.replace('\u{1f}', " ").trim_end().to_owned()),
+                    dedupe_key: Some(item.key.clone()),
                     item,
                 })
             })
@@ -304,14 +294,19 @@ impl RequestTarget for DynamoDbPopulate {
 }
 
 impl DynamoDbPopulate {
+    /// The item's key as text (`name=S:value`, one per key attribute): what tells two items
+    /// with one key apart in a request, and unprocessed items from the rest.
     fn key_of(&self, attrs: &HashMap<String, AttributeValue>) -> String {
         let mut key = String::new();
         for (name, _) in self.key() {
             if let Some(v) = attrs.get(name) {
+                // A separator no key value holds in practice, so two keys never read alike.
+                if !key.is_empty() {
+                    key.push('\u{1f}');
+                }
                 key.push_str(name);
                 key.push('=');
                 key.push_str(&key_text(v));
-                key.push('\u{1f}');
             }
         }
         key
