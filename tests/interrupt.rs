@@ -66,6 +66,19 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill {sig}");
 }
 
+/// The first row of `sql` run by DuckDB (the independent reader), its values joined by spaces.
+fn duckdb_row(sql: &str) -> String {
+    let o = Command::new(common::servers::python())
+        .args([
+            "-c",
+            &format!("import duckdb; print(*duckdb.sql(\"{sql}\").fetchone())"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 fn report(reports: &std::path::Path, sql: &str) -> String {
     let o = rehydrate(&[
         "report",
@@ -392,15 +405,9 @@ fn a_killed_parquet_run_leaves_no_half_file_that_readers_would_see() {
     assert!(!visible.is_empty(), "some files were committed before the kill");
     // DuckDB reads every visible file whole: none is half written.
     let glob = format!("{}/*.parquet", out.display());
-    let o = Command::new(common::servers::python())
-        .args([
-            "-c",
-            &format!("import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{glob}')\").fetchone()[0])"),
-        ])
-        .output()
+    let rows: usize = duckdb_row(&format!("SELECT count(*) FROM read_parquet('{glob}')"))
+        .parse()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows: usize = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
     assert_eq!(rows, visible.len() * 100, "every visible file holds its 100 rows");
     assert!(rows < 731, "the open file's rows were never visible");
 }
@@ -553,13 +560,5 @@ fn parquet_killed_then_resumed_writes_every_row_once() {
     // The union of both runs' files: every event exactly once (DuckDB reads them).
     let glob = format!("{}/*.parquet", out.display());
     let sql = format!("SELECT count(*), count(DISTINCT id) FROM read_parquet('{glob}')");
-    let o = Command::new(common::servers::python())
-        .args([
-            "-c",
-            &format!("import duckdb; print(*duckdb.sql(\"{sql}\").fetchone())"),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1200 1200");
+    assert_eq!(duckdb_row(&sql), "1200 1200");
 }
