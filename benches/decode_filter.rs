@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 runtime.block_on(async {
                     let ctx = filter::session(8192).unwrap();
-                    let stream = MemoryStream::try_new(batches.clone(), event::schema(), None).unwrap();
+                    let stream = MemoryStream::try_new(batches.clone(), event::source_schema(), None).unwrap();
                     let spec = FilterSpec {
                         where_: Some(predicate.into()),
                         ..Default::default()

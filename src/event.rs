@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+    Array, ArrayRef, AsArray, ListBuilder, RecordBatch, StringBuilder, StringViewBuilder, TimestampMillisecondBuilder,
+    UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -30,6 +31,11 @@ pub const RESOURCES: &str = "resources";
 pub const DETAIL: &str = "detail";
 pub const ORIGIN: &str = "_origin";
 pub const POSITION: &str = "_position";
+/// The record exactly as read (trimmed of surrounding white space), carried beside the
+/// `events` columns so that a failed event's dead letter is its original record. Not a column
+/// of `events`: the planner threads it through selections as a helper and drops it before rows
+/// are written or shown.
+pub const RAW: &str = "__rehydrate_raw";
 
 /// The column names of `events`, in order; used in error messages that list valid columns.
 pub const COLUMNS: [&str; 11] = [
@@ -72,6 +78,18 @@ pub fn schema() -> SchemaRef {
                 Field::new(ORIGIN, DataType::Utf8, false),
                 Field::new(POSITION, DataType::UInt64, false),
             ]))
+        })
+        .clone()
+}
+
+/// What sources produce: the `events` columns and [`RAW`].
+pub fn source_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(RAW, DataType::Utf8View, false));
+            Arc::new(Schema::new(fields))
         })
         .clone()
 }
@@ -280,6 +298,7 @@ pub struct BatchDecoder {
     detail: StringBuilder,
     origin: StringBuilder,
     position: UInt64Builder,
+    raw: StringViewBuilder,
     rows: usize,
 }
 
@@ -298,6 +317,7 @@ impl BatchDecoder {
             detail: StringBuilder::with_capacity(capacity, capacity * 256),
             origin: StringBuilder::with_capacity(capacity, capacity * 32),
             position: UInt64Builder::with_capacity(capacity),
+            raw: StringViewBuilder::with_capacity(capacity),
             rows: 0,
         }
     }
@@ -339,15 +359,15 @@ impl BatchDecoder {
             Some(map) => {
                 let value: Value = serde_json::from_str(text).map_err(json_error)?;
                 let owned = decode_mapped(&value, map)?;
-                self.append(owned, origin, position);
+                self.append(owned, origin, position, text);
                 return Ok(());
             }
         };
-        self.append(decoded, origin, position);
+        self.append(decoded, origin, position, text);
         Ok(())
     }
 
-    fn append(&mut self, e: Decoded<'_>, origin: &str, position: u64) {
+    fn append(&mut self, e: Decoded<'_>, origin: &str, position: u64, raw: &str) {
         match &e.id {
             Some(id) => self.id.append_value(id),
             None => self.id.append_value(derived_id(&e)),
@@ -365,6 +385,7 @@ impl BatchDecoder {
         self.detail.append_value(&e.detail);
         self.origin.append_value(origin);
         self.position.append_value(position);
+        self.raw.append_value(raw);
         self.rows += 1;
     }
 
@@ -382,9 +403,10 @@ impl BatchDecoder {
             Arc::new(self.detail.finish()),
             Arc::new(self.origin.finish()),
             Arc::new(self.position.finish()),
+            Arc::new(self.raw.finish()),
         ];
         self.rows = 0;
-        RecordBatch::try_new(schema(), columns).expect("builders match the events schema")
+        RecordBatch::try_new(source_schema(), columns).expect("builders match the source schema")
     }
 }
 

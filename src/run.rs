@@ -91,7 +91,7 @@ fn events_stream(
             }
             Err(e) => Err(DataFusionError::External(Box::new(e))),
         });
-    Box::pin(RecordBatchStreamAdapter::new(event::schema(), stream))
+    Box::pin(RecordBatchStreamAdapter::new(event::source_schema(), stream))
 }
 
 /// The rows of an `events` batch whose (origin, position) has no outcome yet.

@@ -1045,6 +1045,23 @@ fn redrive_sends_exactly_the_failed_and_rejected_events_again() {
         .collect();
     let before = invoke_payloads(&moto.url, "legacy").len();
     assert_eq!(before, 20, "every good record was invoked once");
+    // The dead letters are the original records, verbatim: the three that failed (found by
+    // their id in the input) and the two that were rejected.
+    let dead_letters = first.join("dead-letter.ndjson");
+    let dead = std::fs::read_to_string(&dead_letters).unwrap();
+    let mut dead: Vec<&str> = dead.lines().collect();
+    let mut expected: Vec<&str> = lines
+        .iter()
+        .filter(|l| {
+            failed_ids.iter().any(|id| l.contains(&format!("\"eventId\":\"{id}\"")))
+                || l.contains("bad-1")
+                || l.starts_with("not json")
+        })
+        .map(String::as_str)
+        .collect();
+    dead.sort();
+    expected.sort();
+    assert_eq!(dead, expected);
 
     let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
     let o = rehydrate_full(
@@ -1069,4 +1086,24 @@ fn redrive_sends_exactly_the_failed_and_rejected_events_again() {
         (Some(3), Some(2), Some(0)),
         "{s}"
     );
+
+    // The dead-letter file itself, with the same flags, re-drives the same events.
+    let mut args = vec![
+        "invoke",
+        "--from",
+        dead_letters.to_str().unwrap(),
+        "--function",
+        "legacy",
+    ];
+    args.extend_from_slice(&map);
+    args.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
+    let o = rehydrate_aws(&args, &moto.url);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let after = invoke_payloads(&moto.url, "legacy");
+    let third: std::collections::BTreeSet<String> = after[payloads.len()..]
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(after.len() - payloads.len(), 3, "{third:?}");
+    assert_eq!(third, failed_ids);
 }

@@ -128,7 +128,9 @@ pub trait RequestTarget {
     /// (it fails alone).
     fn prepare(&self, rows: &RecordBatch, ctx: &ActionContext) -> Result<Vec<Result<Prepared<Self::Item>, Fault>>>;
 
-    /// The line a failed row leaves in the dead-letter file.
+    /// The dead letter of a failed row that does not carry its original record (a row of an
+    /// aggregating `--query`); rows of single events leave their original record
+    /// ([`super::dead_letter_of`]).
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> String;
 
     /// Sends one request of `items` and answers for each, in order; `Err` when the request
@@ -274,7 +276,7 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
         let mut o = keys.outcome(row, Status::Failed);
         o.error_code = Some(fault.code.clone());
         o.error_message = Some(fault.message.clone());
-        o.dead_letter = Some(self.target.dead_letter(rows, row));
+        o.dead_letter = super::dead_letter_of(rows, row, || Some(self.target.dead_letter(rows, row)));
         o
     }
 
@@ -284,7 +286,7 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
             message.push_str(" (no answer came back: the request may have been applied)");
         }
         let mut o = p.outcome(Status::Failed, Some(&fault.code), Some(message));
-        o.dead_letter = Some(self.target.dead_letter(&p.rows, p.row));
+        o.dead_letter = super::dead_letter_of(&p.rows, p.row, || Some(self.target.dead_letter(&p.rows, p.row)));
         o
     }
 
@@ -311,7 +313,8 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                                 "not sent: an earlier event with ordering key {key:?} failed (use --continue-on-error to send anyway)"
                             )),
                         );
-                        o.dead_letter = Some(self.target.dead_letter(&p.rows, p.row));
+                        o.dead_letter =
+                            super::dead_letter_of(&p.rows, p.row, || Some(self.target.dead_letter(&p.rows, p.row)));
                         self.ctx.send(vec![o]);
                         continue;
                     }
@@ -534,7 +537,8 @@ pub trait CommitTarget {
     /// keeps each unit's rows until its commit is known.
     const DEAD_LETTERS: bool = false;
 
-    /// The line a failed row leaves in the dead-letter file.
+    /// The dead letter of a failed row without its original record (see
+    /// [`RequestTarget::dead_letter`]); `rows` hold the helper columns.
     fn dead_letter(&self, rows: &RecordBatch, row: usize) -> Option<String> {
         let _ = (rows, row);
         None
@@ -583,11 +587,15 @@ pub async fn run_commits<T: CommitTarget>(
                 Some(i) => (arrow::compute::take_record_batch(&data, i)?, keys.take(i)?),
                 None => (data.clone(), keys.clone()),
             };
+            // Kept for dead letters: the rows with their helpers (the original records).
+            let kept = match (&indices, keep_rows) {
+                (_, false) => None,
+                (Some(i), true) => Some(arrow::compute::take_record_batch(&batch, i)?),
+                (None, true) => Some(batch.clone()),
+            };
             if let Err(fault) = target.write(&unit, &rows).await {
                 let mut failed = open.remove(&unit).unwrap_or_default();
-                failed
-                    .pending
-                    .push((Instant::now(), keys, keep_rows.then(|| rows.clone())));
+                failed.pending.push((Instant::now(), keys, kept));
                 target.discard(&unit);
                 report_unit(target, ctx, &failed, Err(&fault), 1);
                 stop = Some(Error::Target {
@@ -600,7 +608,7 @@ pub async fn run_commits<T: CommitTarget>(
             order.push(unit.clone());
             let u = open.entry(unit.clone()).or_default();
             u.rows += rows.num_rows();
-            u.pending.push((Instant::now(), keys, keep_rows.then_some(rows)));
+            u.pending.push((Instant::now(), keys, kept));
             if u.rows >= target.rows_per_unit() {
                 let u = open.remove(&unit).unwrap();
                 order.retain(|n| n != &unit);
@@ -695,7 +703,7 @@ fn report_unit<T: CommitTarget>(
                         o.latency_ms = latency;
                         o.error_code = Some(f.code.clone());
                         o.error_message = Some(f.message.clone());
-                        o.dead_letter = target.dead_letter(rows, row);
+                        o.dead_letter = super::dead_letter_of(rows, row, || target.dead_letter(rows, row));
                         o
                     })
                     .collect();
@@ -749,7 +757,9 @@ fn report_rows<T: CommitTarget>(
                 if let Err(f) = answer {
                     o.error_code = Some(f.code);
                     o.error_message = Some(f.message);
-                    o.dead_letter = rows.as_ref().and_then(|r| target.dead_letter(r, row));
+                    o.dead_letter = rows
+                        .as_ref()
+                        .and_then(|r| super::dead_letter_of(r, row, || target.dead_letter(r, row)));
                 }
                 o
             })

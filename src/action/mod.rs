@@ -228,6 +228,21 @@ pub fn union_member(array: &dyn Array, row: usize) -> Option<(&str, &ArrayRef, u
     Some((name, u.child(id), u.value_offset(row)))
 }
 
+/// The dead letter of row `row`: the event's original record exactly as read (one shape,
+/// whatever the cause, so that `--from <dead letters>` with the same flags re-drives it), or,
+/// for rows that do not come from one event (an aggregating `--query`), what the target says.
+pub fn dead_letter_of(rows: &RecordBatch, row: usize, otherwise: impl FnOnce() -> Option<String>) -> Option<String> {
+    let raw = rows
+        .column_by_name(crate::event::RAW)
+        .or_else(|| rows.column_by_name(crate::filter::HELPER_RAW))
+        .and_then(|c| c.as_string_view_opt())
+        .filter(|raw| raw.is_valid(row));
+    match raw {
+        Some(raw) => Some(String::from_utf8_lossy(&crate::report::one_line(raw.value(row).as_bytes())).into_owned()),
+        None => otherwise(),
+    }
+}
+
 /// Row `row` of a batch of whole events as its EventBridge envelope (the dead letter of the
 /// targets that send whole events).
 pub fn envelope_line(batch: &RecordBatch, row: usize) -> String {

@@ -30,6 +30,9 @@ use crate::{Error, Result};
 pub const HELPER_ID: &str = "__rehydrate_id";
 pub const HELPER_ORIGIN: &str = "__rehydrate_origin";
 pub const HELPER_POSITION: &str = "__rehydrate_position";
+/// The original record ([`event::RAW`]) under a name of its own in a `--query` projection (the
+/// optimizer would take the same name on both sides of an alias as ambiguous).
+pub const HELPER_RAW: &str = "__rehydrate_record";
 
 /// What the user asked to select.
 #[derive(Debug, Clone, Default)]
@@ -174,10 +177,10 @@ impl PartitionStream for OneShot {
 /// Registers `events` over `stream` (with the time window applied) and plans the selection.
 pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spec: &FilterSpec) -> Result<Selection> {
     let partition = Arc::new(OneShot {
-        schema: event::schema(),
+        schema: event::source_schema(),
         stream: Mutex::new(Some(stream)),
     });
-    let table = StreamingTable::try_new(event::schema(), vec![partition])?;
+    let table = StreamingTable::try_new(event::source_schema(), vec![partition])?;
     let mut base = ctx.read_table(Arc::new(table))?;
     let ts = |ms: i64| lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())));
     if let Some(since) = spec.since {
@@ -186,7 +189,10 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
     if let Some(until) = spec.until {
         base = base.filter(col(event::TIME).lt(ts(until)))?;
     }
-    ctx.register_table("events", base.into_view())?;
+    // `events` is the source without the original records; selections carry them as a
+    // helper column (for dead letters) and drop them before rows are written or shown.
+    let base_plan = base.logical_plan().clone();
+    ctx.register_table("events", base.clone().select_columns(&COLUMNS)?.into_view())?;
 
     let whole_events = || EventKeys {
         id: event::ID.into(),
@@ -210,7 +216,7 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
         };
         let plan = df.logical_plan().clone();
         reads_events(&plan)?;
-        return Ok(match with_event_keys(&plan)? {
+        return Ok(match with_event_keys(&plan, &base_plan)? {
             Some(plan) => Selection {
                 df: DataFrame::new(ctx.state(), plan),
                 keys: Some(EventKeys {
@@ -218,7 +224,12 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
                     origin: HELPER_ORIGIN.into(),
                     position: HELPER_POSITION.into(),
                 }),
-                helper_columns: vec![HELPER_ID.into(), HELPER_ORIGIN.into(), HELPER_POSITION.into()],
+                helper_columns: vec![
+                    HELPER_ID.into(),
+                    HELPER_ORIGIN.into(),
+                    HELPER_POSITION.into(),
+                    HELPER_RAW.into(),
+                ],
             },
             None => Selection {
                 df,
@@ -228,12 +239,11 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
         });
     }
 
-    let df = ctx.table("events").await?;
     let mut df = match &spec.where_ {
-        Some(w) => filter_where(ctx, df, w).await?,
-        None => df,
+        Some(w) => filter_where(ctx, base, w).await?,
+        None => base,
     };
-    let mut helper_columns = vec![];
+    let mut helper_columns = vec![event::RAW.to_owned()];
     if spec.order_by_time {
         // Source order breaks ties, so the order is the same on every run.
         df = df.sort(vec![
@@ -306,11 +316,15 @@ pub fn check_single_select(sql: &str) -> Result<()> {
 /// Adds the event's id, origin and position to a projection so that outcomes can name events.
 /// The helper columns are threaded up from the scan through projections, sorts, limits and
 /// filters. Returns `None` where rows are not single events (aggregates, DISTINCT, unions, joins).
-fn with_event_keys(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
-    const KEYS: [(&str, &str); 3] = [
+///
+/// The scan of `events` itself is replaced by the source (`base`) with the helpers added, since
+/// the original record ([`event::RAW`]) is not a column of `events`.
+fn with_event_keys(plan: &LogicalPlan, base: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    const KEYS: [(&str, &str); 4] = [
         (event::ID, HELPER_ID),
         (event::ORIGIN, HELPER_ORIGIN),
         (event::POSITION, HELPER_POSITION),
+        (event::RAW, HELPER_RAW),
     ];
     match plan {
         LogicalPlan::Projection(p) => {
@@ -324,7 +338,7 @@ fn with_event_keys(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
                 .collect();
             let (input, extra) = match direct {
                 Some(extra) => (p.input.clone(), extra),
-                None => match with_event_keys(&p.input)? {
+                None => match with_event_keys(&p.input, base)? {
                     Some(input) => (Arc::new(input), KEYS.iter().map(|(_, alias)| col(*alias)).collect()),
                     None => return Ok(None),
                 },
@@ -335,10 +349,21 @@ fn with_event_keys(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         }
         LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
             let inputs = plan.inputs();
-            match with_event_keys(inputs[0])? {
+            match with_event_keys(inputs[0], base)? {
                 Some(input) => Ok(Some(plan.with_new_exprs(plan.expressions(), vec![input])?)),
                 None => Ok(None),
             }
+        }
+        LogicalPlan::TableScan(t)
+            if t.table_name.table() == "events" && t.source.schema().column_with_name(event::ORIGIN).is_some() =>
+        {
+            let mut exprs: Vec<Expr> = COLUMNS.iter().map(|c| col(*c)).collect();
+            exprs.extend(KEYS.iter().map(|(name, alias)| col(*name).alias(*alias)));
+            let scan = datafusion::logical_expr::LogicalPlanBuilder::from(base.clone())
+                .project(exprs)?
+                .alias("events")?
+                .build()?;
+            Ok(Some(scan))
         }
         _ => Ok(None),
     }
@@ -386,7 +411,7 @@ mod tests {
         for (i, l) in lines.iter().enumerate() {
             d.push(l.as_bytes(), "t.ndjson", i as u64 + 1).unwrap();
         }
-        Box::pin(MemoryStream::try_new(vec![d.finish()], event::schema(), None).unwrap())
+        Box::pin(MemoryStream::try_new(vec![d.finish()], event::source_schema(), None).unwrap())
     }
 
     const A: &str = r#"{"id":"a","source":"orders","detail-type":"OrderPlaced","time":"2024-01-01T00:00:00Z","detail":{"qty":2,"customer":{"city":"Köln"}}}"#;

@@ -363,6 +363,21 @@ struct RecorderState {
     totals: Totals,
 }
 
+/// A record as one line: verbatim, with line breaks folded to spaces so that each dead letter is
+/// one line (white space between JSON tokens means the same either way, and a JSON string cannot
+/// hold a raw line break).
+pub fn one_line(record: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if record.iter().any(|&b| b == b'\n' || b == b'\r') {
+        record
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        record.into()
+    }
+}
+
 impl RecorderState {
     fn handle(&mut self, msg: RecorderMsg) -> Result<()> {
         match msg {
@@ -373,14 +388,7 @@ impl RecorderState {
                     let mut o = Outcome::new(None, Some(r.origin.to_string()), Some(r.position), Status::Rejected);
                     o.error_code = Some("Rejected".into());
                     o.error_message = Some(message);
-                    // Verbatim, with line breaks folded to spaces so that each dead letter is one
-                    // line (white space between JSON tokens means the same either way).
-                    let line: Vec<u8> = r
-                        .raw
-                        .iter()
-                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
-                        .collect();
-                    self.write_dead_letter(&line)?;
+                    self.write_dead_letter(&one_line(&r.raw))?;
                     self.push(o)?;
                 }
             }
