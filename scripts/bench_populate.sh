@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Loads the same generated events into PostgreSQL, MariaDB/MySQL and DynamoDB (moto) with
+# Loads the same generated events into PostgreSQL, MariaDB/MySQL, DynamoDB (moto) and
+# OpenSearch (osmem-server) with
 # rehydrate and with a peer tool each, in one run, and prints rows/s and the ratios.
 #
 #   scripts/bench_populate.sh [EVENTS] [DYNAMODB_EVENTS]   (defaults 100000 and 20000)
@@ -7,7 +8,8 @@
 # The job: one row per event (id, source, detail_type, time, detail as jsonb/JSON), upserted on
 # id into a fresh table. Peers: psql \copy of the same rows as CSV (PostgreSQL's fastest bulk
 # path, no upsert), mariadb LOAD DATA LOCAL INFILE (likewise), and boto3's batch_writer (the
-# usual Python loader) for DynamoDB. moto is a slow, single-threaded emulator: its figures say
+# usual Python loader) for DynamoDB, curl posting ready-made _bulk bodies of 1000 documents two at a
+# time (the server's ceiling: no conversion at all) for OpenSearch. moto is a slow, single-threaded emulator: its figures say
 # where the driver stands against a peer on the same server, not what DynamoDB itself takes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +95,30 @@ with t.batch_writer() as w:
 PY
 )
 
+# OpenSearch on osmem-server: rehydrate, then curl with the same documents as ready _bulk bodies.
+osmem_bin=$($py -c "import osmem_server; print(osmem_server.resolve_binary())")
+coproc OSMEM { exec "$osmem_bin" --addr 127.0.0.1:0 --no-ja; }
+read -r osmem_ready <&"${OSMEM[0]}"
+os_url=$($py -c 'import json,sys; print(json.loads(sys.argv[1])["url"])' "$osmem_ready")
+trap 'kill $moto_pid ${OSMEM_PID:-} 2>/dev/null || true' EXIT
+$py tests/support/os_ctl.py "$os_url" template bench '{"index_patterns":["ours","peer"],"template":{"mappings":{"properties":{"detail":{"type":"object","enabled":false}}}}}' >/dev/null
+s_os=$(secs "$bin" populate opensearch --from "$store" --query "$query" --url "$os_url" --index ours)
+bulk="$data/bulk-${events}"
+rm -rf "$bulk" && mkdir -p "$bulk"
+$py - "$store" "$bulk" <<'PY'
+import json, sys
+out, n = None, 0
+for i, line in enumerate(open(sys.argv[1])):
+    if i % 1000 == 0:
+        out = open(f"{sys.argv[2]}/{i // 1000:06d}.ndjson", "w")
+    e = json.loads(line)
+    doc = {"id": e["id"], "source": e["source"], "detail_type": e["detail-type"], "time": e["time"], "detail": e["detail"]}
+    out.write(json.dumps({"index": {"_index": "peer", "_id": e["id"]}}) + "\n" + json.dumps(doc) + "\n")
+PY
+s_curl=$(secs sh -c "ls $bulk/*.ndjson | xargs -P 2 -I{} curl -sf -o /dev/null -H 'content-type: application/x-ndjson' --data-binary @{} $os_url/_bulk")
+os_docs=$(curl -s "$os_url/ours/_count" | $py -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+[ "$os_docs" = "$events" ] || { echo "bench: opensearch holds $os_docs of $events documents" >&2; exit 1; }
+
 printf '%-34s %10s %17s\n' tool seconds throughput
 row "rehydrate postgres (COPY+upsert)" "$s_copy" "$events"
 row "rehydrate postgres (INSERT upsert)" "$s_insert" "$events"
@@ -101,9 +127,12 @@ row "rehydrate mysql (INSERT upsert)" "$s_my" "$events"
 row "mariadb LOAD DATA (plain load)" "$s_load" "$events"
 row "rehydrate dynamodb (moto)" "$s_ddb" "$ddb_events"
 row "boto3 batch_writer (moto)" "$s_boto" "$ddb_events"
+row "rehydrate opensearch (osmem)" "$s_os" "$events"
+row "curl ready _bulk bodies (osmem)" "$s_curl" "$events"
 printf 'ratio postgres COPY / INSERT:       %.2fx\n' "$(div "$s_insert" "$s_copy")"
 printf 'ratio rehydrate COPY / psql \\copy:  %.2fx of its throughput\n' "$(div "$s_psql" "$s_copy")"
 printf 'ratio rehydrate mysql / LOAD DATA:  %.2fx of its throughput\n' "$(div "$s_load" "$s_my")"
 printf 'ratio rehydrate / boto3 (dynamodb): %.2fx\n' "$(div "$s_boto" "$s_ddb")"
+printf 'ratio rehydrate / curl (opensearch): %.2fx of its throughput\n' "$(div "$s_curl" "$s_os")"
 pg -d postgres -c "DROP DATABASE IF EXISTS rh_bench"
 my -e "DROP DATABASE IF EXISTS rh_bench"

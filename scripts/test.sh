@@ -2,7 +2,8 @@
 # The test command. On a fresh machine it installs what the tests need into git-ignored folders
 # of the repo, then runs every test:
 #   - .venv: a Python virtualenv with tests/requirements.txt, pinned: DuckDB (the independent
-#     engine filter results are compared with) and moto (EventBridge, Lambda, SQS emulators);
+#     engine filter results are compared with), moto (EventBridge, Lambda, SQS, DynamoDB
+#     emulators) and osmem-server (an in-memory OpenSearch-compatible server, a Go binary);
 #   - PostgreSQL and MariaDB on 127.0.0.1 (Debian packages on this machine kind): started here
 #     when they are down; each test creates a database of its own and drops it afterwards;
 #   - the Rust unit and integration tests (cargo nextest when installed, else cargo test).

@@ -1,5 +1,5 @@
 # Sourced by scripts/test.sh and the benchmarks: brings up what the tests need on this machine.
-#   - .venv: a Python virtualenv with tests/requirements.txt, pinned (DuckDB, moto);
+#   - .venv: a Python virtualenv with tests/requirements.txt, pinned (DuckDB, moto, osmem-server);
 #   - PostgreSQL and MariaDB on 127.0.0.1, started when they are down.
 # It exports REHYDRATE_TEST_PYTHON, REHYDRATE_TEST_PG and REHYDRATE_TEST_MYSQL.
 python=${PYTHON:-python3}

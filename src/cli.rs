@@ -129,6 +129,11 @@ pub enum PopulateTarget {
         after_help = "Examples:\n  rehydrate populate mysql --from testdata/events.ndjson --query @queries/order_totals.sql --url mysql://app@localhost/shop --table order_totals --key id --create-table\n  MYSQL_PWD=… rehydrate populate mysql --from export/ --url 'mysql://app@db.example/shop?ssl-mode=REQUIRED' --table events --key id"
     )]
     Mysql(SqlArgs),
+    /// Documents in OpenSearch (or Amazon OpenSearch Service / Serverless) through _bulk; every item's result is read.
+    #[command(
+        after_help = "Examples:\n  rehydrate populate opensearch --from testdata/events.ndjson --url http://localhost:9200 --index 'events-{source}-{time:%Y.%m}'\n  rehydrate populate opensearch --from export/ --query @queries/user_profiles.sql --id user_id --url https://search-shop.eu-west-1.es.amazonaws.com --aws-sigv4 es --index users\n  OPENSEARCH_USERNAME=admin OPENSEARCH_PASSWORD=… rehydrate populate opensearch --from export/ --url https://search.internal:9200 --ca-cert ca.pem --index events --op create\n\nThe document is the selected row (detail as an object); _id is --id (default: the event id), so a re-run overwrites instead of duplicating."
+    )]
+    Opensearch(OpenSearchArgs),
 }
 
 /// Where events come from.
@@ -400,6 +405,44 @@ pub struct SqlArgs {
     pub run: RunArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct OpenSearchArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The server: https://host:9200 (user:password@ in the URL, or OPENSEARCH_USERNAME / OPENSEARCH_PASSWORD).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The index, or a template over the row: events-{source}-{time:%Y.%m} (values lowercased).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub index: String,
+    /// The column whose value is the document _id.
+    #[arg(long, default_value = "id", value_name = "COLUMN")]
+    pub id: String,
+    /// index: create or replace each document; create: only new ones (an existing one is reported skipped).
+    #[arg(long, value_enum, default_value_t = crate::action::opensearch::Op::Index)]
+    pub op: crate::action::opensearch::Op,
+    /// Sign requests with AWS SigV4 for Amazon OpenSearch Service (es) or Serverless (aoss), with the standard AWS credentials.
+    #[arg(long, value_enum, value_name = "SERVICE")]
+    pub aws_sigv4: Option<crate::action::opensearch::SigV4Service>,
+    /// Trust this CA certificate (PEM) besides the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Documents per _bulk request (1 to 100000).
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub bulk_documents: u32,
+    /// _bulk requests in flight (1 to 1024).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OrderBy {
     Time,
@@ -590,6 +633,70 @@ impl DynamoDbArgs {
         };
         self.run
             .apply(source, filter, Action::DynamoDb(Arc::new(populate)), send)
+    }
+}
+
+impl OpenSearchArgs {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
+        use crate::action::opensearch::{self as os, Auth, Connection, IndexTemplate, OpenSearchPopulate};
+        let send = self.send.policy(self.concurrency, false)?;
+        let max_request_bytes = match self.send.max_request_bytes {
+            None => os::DEFAULT_MAX_REQUEST_BYTES,
+            Some(_) => self
+                .send
+                .request_bytes(os::MAX_REQUEST_BYTES, "OpenSearch's http.max_content_length is 100 MiB")?,
+        };
+        let index = IndexTemplate::parse(&self.index)?;
+        let (base, in_url) = os::split_url(&self.url)?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        // A user in the URL without a password (as a resumed run's saved URL is) takes the
+        // password from OPENSEARCH_PASSWORD.
+        let user = match in_url {
+            Some((u, p)) if p.is_empty() => Some((u, env("OPENSEARCH_PASSWORD").unwrap_or_default())),
+            Some(up) => Some(up),
+            None => env("OPENSEARCH_USERNAME").map(|u| (u, env("OPENSEARCH_PASSWORD").unwrap_or_default())),
+        };
+        let auth = match (self.aws_sigv4, user) {
+            (Some(_), Some(_)) => {
+                return Err(Error::usage(
+                    "--aws-sigv4 and a user and password both authenticate: give one (the password came from --url or OPENSEARCH_USERNAME)",
+                ))
+            }
+            (Some(service), None) => {
+                let config = aws::connect(&self.aws, self.run.dry_run).await?;
+                let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+                let Some(credentials) = config.credentials_provider() else {
+                    return Err(Error::usage("--aws-sigv4: no AWS credentials are configured"));
+                };
+                Auth::SigV4 {
+                    service,
+                    region,
+                    credentials,
+                }
+            }
+            (None, Some((u, p))) => Auth::basic(&u, &p),
+            (None, None) => Auth::None,
+        };
+        let connection = Connection::new(
+            base,
+            auth,
+            std::time::Duration::from_secs(self.aws.request_timeout),
+            self.ca_cert.as_deref(),
+        )?;
+        let populate = OpenSearchPopulate {
+            connection,
+            index,
+            id: self.id.clone(),
+            op: self.op,
+            max_request_bytes,
+            max_documents: self.bulk_documents as usize,
+        };
+        self.run.apply(
+            self.source.to_spec()?,
+            self.filter.to_spec()?,
+            Action::OpenSearch(Arc::new(populate)),
+            send,
+        )
     }
 }
 

@@ -29,9 +29,22 @@ pub struct SavedSpec {
 
 pub const SPEC: &str = "spec.json";
 
+/// An argument with any password of a URL in it removed (`postgres://app:pw@db/x` becomes
+/// `postgres://app@db/x`): run directories are shared and kept, passwords must not be. A resume
+/// then takes the password from the environment (PGPASSWORD, MYSQL_PWD, OPENSEARCH_PASSWORD).
+pub fn without_password(arg: &str) -> std::borrow::Cow<'_, str> {
+    match url::Url::parse(arg) {
+        Ok(mut u) if u.password().is_some() && u.has_host() => {
+            let _ = u.set_password(None);
+            u.to_string().into()
+        }
+        _ => arg.into(),
+    }
+}
+
 pub fn save(run_dir: &Path, argv: &[String]) -> Result<()> {
     let spec = SavedSpec {
-        argv: argv.to_vec(),
+        argv: argv.iter().map(|a| without_password(a).into_owned()).collect(),
         cwd: std::env::current_dir()?,
     };
     let path = run_dir.join(SPEC);
@@ -175,6 +188,20 @@ fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>, only_unfin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_command_lines_hold_no_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/shop"),
+            "postgres://app@db:5432/shop"
+        );
+        assert_eq!(
+            without_password("https://ana:pw@search:9200"),
+            "https://ana@search:9200/"
+        );
+        assert_eq!(without_password("source = 'a:b@c'"), "source = 'a:b@c'");
+        assert_eq!(without_password("testdata/events.ndjson"), "testdata/events.ndjson");
+    }
 
     #[test]
     fn ranges_answer_membership() {

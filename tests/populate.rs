@@ -1,5 +1,6 @@
-//! `populate dynamodb|postgres|mysql` against real servers: moto's DynamoDB (and the fault proxy
-//! in front of it), and the machine's PostgreSQL and MariaDB (scripts/test.sh starts them).
+//! `populate dynamodb|postgres|mysql|opensearch` against real servers: moto's DynamoDB (and the
+//! fault proxy in front of it), the machine's PostgreSQL and MariaDB (scripts/test.sh starts
+//! them), and osmem-server for OpenSearch (from the test virtualenv).
 //!
 //! The oracle is independent of rehydrate: what the store holds is read back with the store's
 //! own tools (boto3's scan, psql, the mariadb client) and compared, after tests/support/canon.py
@@ -11,7 +12,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::servers::{fault_proxy, moto, moto_ctl, python};
+use common::servers::{fault_proxy, moto, moto_ctl, os_ctl, osmem, python, sigv4_check};
 use common::*;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -594,4 +595,284 @@ fn sql_mismatches_and_missing_keys_stop_before_the_run() {
             stderr(&o)
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenSearch (osmem-server; read back with its own _search by tests/support/os_ctl.py)
+
+const OS_QUERY: &str = "SELECT id, source, detail_type, time, detail, json_get_int(detail, 'big') AS big FROM events WHERE source IN ('com.shop.ledger', 'com.shop.users')";
+const OS_INDEX: &str = "ev-{source}-{time:%Y}";
+
+fn populate_opensearch(url: &str, extra: &[&str], envs: &[(&str, &str)], code: i32) -> Ran {
+    let mut args = vec![
+        "populate",
+        "opensearch",
+        "--from",
+        "testdata/exact.ndjson",
+        "testdata/events.ndjson",
+        "--query",
+        OS_QUERY,
+        "--url",
+        url,
+        "--index",
+        OS_INDEX,
+    ];
+    args.extend_from_slice(extra);
+    run_checked(&args, envs, code)
+}
+
+/// osmem-server with the `ev-*` indices set up as event stores usually are: `detail` is kept in
+/// `_source` but not indexed (`enabled: false`). Dynamic mapping would otherwise refuse, as
+/// OpenSearch does, the test events whose detail fields change type from event to event
+/// (exact.ndjson holds such on purpose) or exceed a long.
+fn event_store() -> common::servers::Server {
+    let os = osmem();
+    os_ctl(
+        &os.url,
+        &[
+            "template",
+            "ev",
+            r#"{"index_patterns":["ev-*"],"template":{"mappings":{"properties":{"detail":{"type":"object","enabled":false}}}}}"#,
+        ],
+    );
+    os
+}
+
+/// What the index should hold: the projection of the source events, canonical; and each
+/// event's index and id (`ev-<source>-<year of time>`, the event id).
+fn expected_documents() -> (Vec<String>, Vec<String>) {
+    let files = ["exact.ndjson", "events.ndjson"];
+    let sources = ["com.shop.ledger", "com.shop.users"];
+    let rows = expected_rows(&files, &sources, true);
+    // `big` is null where the detail has none: a document leaves null fields out.
+    let rows: String = rows.lines().map(|l| l.replace(",\"big\":null", "") + "\n").collect();
+    let mut meta: Vec<String> = rows
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let year = &v["time"].as_str().unwrap()[..4];
+            format!(
+                "{}\tev-{}-{year}",
+                v["id"].as_str().unwrap(),
+                v["source"].as_str().unwrap()
+            )
+        })
+        .collect();
+    meta.sort();
+    (canon("plain", &rows), meta)
+}
+
+fn indexed(url: &str) -> (Vec<String>, Vec<String>) {
+    let mut meta: Vec<String> = os_ctl(url, &["meta", "ev-*"]).lines().map(str::to_owned).collect();
+    meta.sort();
+    (canon("plain", &os_ctl(url, &["dump", "ev-*"])), meta)
+}
+
+#[test]
+fn opensearch_documents_equal_the_projection_and_a_rerun_leaves_the_same() {
+    let os = event_store();
+    let (docs, meta) = expected_documents();
+    let ran = populate_opensearch(&os.url, &["--bulk-documents", "50"], &[], 0);
+    assert_eq!(ran.summary["succeeded"].as_u64(), Some(docs.len() as u64));
+    assert!(ran.summary["target"]
+        .as_str()
+        .unwrap()
+        .starts_with("opensearch:http://127.0.0.1:"));
+    let (got, got_meta) = indexed(&os.url);
+    assert_eq!(got.len(), docs.len());
+    for (g, w) in got.iter().zip(&docs) {
+        assert_eq!(g, w);
+    }
+    assert!(
+        got.iter().any(|l| l.contains("9007199254740993")),
+        "a number above 2^53 stays exact"
+    );
+    assert_eq!(
+        got_meta, meta,
+        "each document in its template's index, under the event id"
+    );
+
+    // Again: the same ids, so the same documents (overwritten, not duplicated).
+    populate_opensearch(&os.url, &[], &[], 0);
+    assert_eq!(indexed(&os.url), (docs.clone(), meta));
+
+    // --op create: every document exists already, so every event is skipped, none failed.
+    let ran = populate_opensearch(&os.url, &["--op", "create"], &[], 0);
+    assert_eq!(
+        (ran.summary["skipped"].as_u64(), ran.summary["failed"].as_u64()),
+        (Some(docs.len() as u64), Some(0))
+    );
+    let rows = outcomes(&ran.run);
+    assert!(rows.iter().all(|r| r.error_code.as_deref() == Some("AlreadyExists")));
+}
+
+#[test]
+fn opensearch_a_document_that_contradicts_the_mapping_fails_alone() {
+    let os = osmem();
+    os_ctl(
+        &os.url,
+        &[
+            "create",
+            "ev-com.shop.orders-2026",
+            r#"{"mappings":{"properties":{"detail":{"properties":{"qty":{"type":"integer"}}}}}}"#,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (1..=5)
+        .map(|i| {
+            let qty = if i == 3 { "\"many\"".to_owned() } else { i.to_string() };
+            format!(r#"{{"id":"o-{i}","source":"com.shop.orders","detail-type":"OrderPlaced","time":"2026-03-0{i}T10:00:00Z","detail":{{"qty":{qty}}}}}"#)
+        })
+        .collect();
+    let file = dir.path().join("orders.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    // Basic auth in the URL (osmem-server takes any): the password is never written down.
+    let url = os.url.replace("http://", "http://ana:s3cret@");
+    let base = [
+        "populate",
+        "opensearch",
+        "--from",
+        file.to_str().unwrap(),
+        "--url",
+        &url,
+    ];
+
+    // A template over a column the selection lacks stops before the run.
+    let none = dir.path().join("none");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--index", "ev-{colour}", "--report-dir", none.to_str().unwrap()]);
+    let o = rehydrate(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`colour`"), "{}", stderr(&o));
+    assert!(!none.exists(), "no run directory for a refused run");
+
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--index", OS_INDEX]);
+    let ran = run_checked(&args, &[], 3);
+    let rows = outcomes(&ran.run);
+    let failed: Vec<&OutcomeRow> = rows.iter().filter(|r| r.status == "failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].event_id.as_deref(), Some("o-3"));
+    assert_eq!(failed[0].error_code.as_deref(), Some("mapper_parsing_exception"));
+    assert!(
+        failed[0].error_message.as_deref().unwrap().contains("qty"),
+        "{failed:?}"
+    );
+    let dump = os_ctl(&os.url, &["meta", "ev-*"]);
+    let mut ids: Vec<&str> = dump.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["o-1", "o-2", "o-4", "o-5"]);
+    // The dead letter is the original record.
+    let dead = std::fs::read_to_string(ran.run.join("dead-letter.ndjson")).unwrap();
+    assert_eq!(dead, format!("{}\n", lines[2]));
+    assert!(!ran.summary["target"].as_str().unwrap().contains("s3cret"));
+    assert!(!stderr(&ran.output).contains("s3cret"));
+    for f in std::fs::read_dir(&ran.run).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "a password in the run directory"
+        );
+    }
+}
+
+#[test]
+fn opensearch_item_429s_inside_a_200_are_retried_with_nothing_lost() {
+    let os = event_store();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("faults.ndjson");
+    let proxy = fault_proxy(&os.url, 0.4, 11, &log);
+    let (docs, meta) = expected_documents();
+    let ran = populate_opensearch(&proxy.url, &["--bulk-documents", "20", "--max-attempts", "10"], &[], 0);
+    assert_eq!(ran.summary["succeeded"].as_u64(), Some(docs.len() as u64));
+    assert_eq!(indexed(&os.url), (docs, meta), "every document landed, once");
+
+    // From the proxy's log: which ids were answered 429 inside a 200, and which reached the server.
+    let entries: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let partial = entries.iter().filter(|e| e["fault"] == "partial").count();
+    assert!(partial > 0, "the proxy answered some _bulk requests with per-item 429s");
+    let withheld: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| e["fault"] != "drop_after")
+        .flat_map(|e| {
+            e["withheld"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+        })
+        .collect();
+    let rows = outcomes(&ran.run);
+    for r in &rows {
+        let id = r.event_id.clone().unwrap();
+        if withheld.contains(&id) {
+            assert!(
+                r.attempts > 1,
+                "{id} was refused once, so it took more than one attempt: {r:?}"
+            );
+        }
+    }
+    assert!(rows.iter().any(|r| r.attempts > 1));
+}
+
+#[test]
+fn opensearch_sigv4_requests_carry_a_valid_signature() {
+    let os = event_store();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sigv4.ndjson");
+    let checker = sigv4_check(&os.url, "testing-secret", "eu-west-1", "es", &log);
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTESTING"),
+        ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+    let (docs, _) = expected_documents();
+    let ran = populate_opensearch(&checker.url, &["--aws-sigv4", "es"], &env, 0);
+    assert_eq!(ran.summary["succeeded"].as_u64(), Some(docs.len() as u64));
+    let verdicts: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(verdicts.len() >= 2, "the check and the _bulk requests: {verdicts:?}");
+    for v in &verdicts {
+        assert_eq!(v["valid"], true, "{v}");
+        let signed: Vec<&str> = v["signed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(signed.contains(&"x-amz-content-sha256"), "{v}");
+    }
+    assert_eq!(indexed(&os.url).0, docs);
+
+    // The checker is not vacuous: the wrong secret is refused, and the run stops before it starts.
+    let wrong = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTESTING"),
+        ("AWS_SECRET_ACCESS_KEY", "another-secret"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+    let mut args = vec![
+        "populate",
+        "opensearch",
+        "--from",
+        "testdata/events.ndjson",
+        "--url",
+        &checker.url,
+        "--index",
+        "x",
+        "--aws-sigv4",
+        "es",
+    ];
+    let reports = dir.path().join("runs");
+    args.extend_from_slice(&["--report-dir", reports.to_str().unwrap()]);
+    let o = rehydrate_full(&args, None, &wrong);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("signature mismatch"));
 }

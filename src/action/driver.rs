@@ -109,6 +109,9 @@ pub struct Prepared<I> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Succeeded,
+    /// Not applied, and not a failure: the target already holds it (an OpenSearch `create`
+    /// of a document that exists). Reported `skipped` with the code and message.
+    Skipped(Fault),
     /// Retried by the driver when the fault is retryable and attempts remain.
     Failed(Fault),
 }
@@ -477,6 +480,7 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                 for (p, answer) in batch.into_iter().zip(answers) {
                     match answer {
                         Answer::Succeeded => outcomes.push(p.outcome(Status::Succeeded, None, None)),
+                        Answer::Skipped(f) => outcomes.push(p.outcome(Status::Skipped, Some(&f.code), Some(f.message))),
                         Answer::Failed(f) if f.retryable && policy.retry.may_retry(p.attempts) => retry.push(p),
                         Answer::Failed(f) => {
                             failed_keys.extend(p.lane_key.clone());

@@ -144,9 +144,52 @@ pub fn classify_sql(e: &sqlx::Error) -> Fault {
     }
 }
 
+/// An HTTP answer as a fault (OpenSearch and other HTTP services): 408, 429 and 5xx are
+/// retryable; 413 (the request is too large) may be the fault of one large item, so the request
+/// is split; anything else is permanent.
+pub fn classify_http(status: u16, code: impl Into<String>, message: impl Into<String>) -> Fault {
+    let mut f = Fault::permanent(code, message);
+    f.retryable = matches!(status, 408 | 429) || status >= 500;
+    f.per_item = status == 413;
+    f
+}
+
+/// One item's error inside an answer that succeeded as a whole (an OpenSearch `_bulk` item):
+/// rejected for load (429, `es_rejected_execution_exception`) or failed on an unavailable shard
+/// (5xx) is retryable alone; anything else (a mapping conflict) fails the item.
+pub fn classify_item(status: u16, kind: &str, reason: &str) -> Fault {
+    let mut f = classify_http(status, kind, reason);
+    f.retryable |= kind == "es_rejected_execution_exception";
+    f.per_item = false;
+    f
+}
+
+/// A request that got no HTTP answer: nothing was sent when the connection could not be made;
+/// otherwise the request may have been applied.
+pub fn classify_transport(connected: bool, timed_out: bool, message: impl Into<String>) -> Fault {
+    let code = if timed_out { "Timeout" } else { "ConnectionError" };
+    Fault {
+        maybe_applied: connected,
+        ..Fault::retryable(code, message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_answers_are_classified_in_one_place() {
+        assert!(classify_http(429, "x", "").retryable);
+        assert!(classify_http(503, "x", "").retryable);
+        assert!(!classify_http(400, "x", "").retryable);
+        assert!(classify_http(413, "x", "").per_item);
+        assert!(classify_item(400, "es_rejected_execution_exception", "").retryable);
+        assert!(!classify_item(400, "mapper_parsing_exception", "").retryable);
+        assert!(!classify_item(413, "x", "").per_item);
+        assert!(classify_transport(true, true, "").maybe_applied);
+        assert!(!classify_transport(false, false, "").maybe_applied);
+    }
 
     #[test]
     fn codes_are_classified_in_one_place() {

@@ -10,6 +10,7 @@ pub mod dynamodb;
 pub mod eventbridge;
 pub mod fault;
 pub mod lambda;
+pub mod opensearch;
 pub mod parquet;
 pub mod policy;
 pub mod sql;
@@ -287,6 +288,7 @@ pub enum Action {
     Invoke(Arc<lambda::LambdaInvoke>),
     DynamoDb(Arc<dynamodb::DynamoDbPopulate>),
     Sql(Arc<sql::SqlPopulate>),
+    OpenSearch(Arc<opensearch::OpenSearchPopulate>),
 }
 
 impl Action {
@@ -298,6 +300,7 @@ impl Action {
             Action::Invoke(i) => i.target(),
             Action::DynamoDb(d) => d.target(),
             Action::Sql(s) => s.target(),
+            Action::OpenSearch(o) => o.target(),
         }
     }
 
@@ -308,6 +311,7 @@ impl Action {
             Action::Invoke(_) => "invoke",
             Action::DynamoDb(_) => "populate dynamodb",
             Action::Sql(s) => s.command(),
+            Action::OpenSearch(_) => "populate opensearch",
         }
     }
 
@@ -329,6 +333,7 @@ impl Action {
             Action::Invoke(_) => whole("invoke"),
             Action::DynamoDb(d) => d.check(schema, dry_run).await,
             Action::Sql(s) => s.check(schema, dry_run).await,
+            Action::OpenSearch(o) => o.check(schema, dry_run).await,
         }
     }
 
@@ -340,6 +345,7 @@ impl Action {
             Action::Invoke(i) => driver::run_requests(i.as_ref(), input, ctx).await,
             Action::DynamoDb(d) => driver::run_requests(d.as_ref(), input, ctx).await,
             Action::Sql(s) => s.run(input, ctx).await,
+            Action::OpenSearch(o) => driver::run_requests(o.as_ref(), input, ctx).await,
         }
     }
 }

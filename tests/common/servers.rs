@@ -88,28 +88,44 @@ pub fn moto() -> Server {
 
 /// The fault-injecting proxy in front of `upstream`; its decisions are logged to `log`.
 pub fn fault_proxy(upstream: &str, rate: f64, seed: u64, log: &Path) -> Server {
+    let (rate, seed) = (rate.to_string(), seed.to_string());
+    let args = ["--upstream", upstream, "--rate", &rate, "--seed", &seed];
+    python_proxy("fault_proxy.py", &args, log)
+}
+
+/// The SigV4-checking proxy in front of `upstream` (tests/support/sigv4_check.py): it forwards
+/// requests whose signature (for `secret`, `region`, `service`) is valid and logs its verdicts.
+pub fn sigv4_check(upstream: &str, secret: &str, region: &str, service: &str, log: &Path) -> Server {
+    let args = [
+        "--upstream",
+        upstream,
+        "--secret",
+        secret,
+        "--region",
+        region,
+        "--service",
+        service,
+    ];
+    python_proxy("sigv4_check.py", &args, log)
+}
+
+/// A proxy script of tests/support that prints its port first.
+fn python_proxy(script: &str, args: &[&str], log: &Path) -> Server {
     let mut child = Command::new(python())
-        .arg(repo().join("tests/support/fault_proxy.py"))
-        .args([
-            "--upstream",
-            upstream,
-            "--rate",
-            &rate.to_string(),
-            "--seed",
-            &seed.to_string(),
-        ])
+        .arg(repo().join("tests/support").join(script))
+        .args(args)
         .arg("--log")
         .arg(log)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("starting the fault proxy");
+        .expect("starting a test proxy");
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
     let port: u16 = first.trim().parse().expect("the proxy prints its port");
-    wait_for_port(port, &mut child, "the fault proxy");
+    wait_for_port(port, &mut child, script);
     Server {
         child,
         url: format!("http://127.0.0.1:{port}"),
@@ -129,6 +145,59 @@ pub fn moto_ctl(endpoint: &str, args: &[&str]) -> String {
     assert!(
         o.status.success(),
         "moto_ctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// osmem-server (an in-memory OpenSearch-compatible server, from the test virtualenv), on a
+/// free port. It exits with its stdin, so a test process that dies takes it along.
+pub fn osmem() -> Server {
+    let o = Command::new(python())
+        .args(["-c", "import osmem_server; print(osmem_server.resolve_binary())"])
+        .output()
+        .expect("finding osmem-server");
+    assert!(
+        o.status.success(),
+        "osmem-server: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let binary = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    let mut child = Command::new(binary)
+        .args(["--addr", "127.0.0.1:0", "--no-ja"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting osmem-server");
+    // Its first line says where it listens: {"url":"http://127.0.0.1:PORT",…}.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&first).expect("osmem-server prints its address");
+    let url = ready["url"].as_str().unwrap().to_owned();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    wait_for_port(port, &mut child, "osmem-server");
+    Server {
+        child,
+        url,
+        port,
+        _dir: None,
+    }
+}
+
+/// Runs tests/support/os_ctl.py against an OpenSearch server and returns its stdout.
+pub fn os_ctl(url: &str, args: &[&str]) -> String {
+    let o = Command::new(python())
+        .arg(repo().join("tests/support/os_ctl.py"))
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "os_ctl {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()

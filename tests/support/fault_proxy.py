@@ -20,6 +20,10 @@ Faults, chosen uniformly among those that fit the request:
 - drop_after   forward, then close the connection without answering: the request took effect
                but the caller cannot know, so its retry is a duplicate no client can avoid.
 
+OpenSearch `_bulk` (POST …/_bulk): throttle answers 429 es_rejected_execution_exception, error
+503, and partial forwards a subset and answers HTTP 200 with `errors: true` and the other items
+429 es_rejected_execution_exception, as a loaded cluster does; "withheld" lists their _ids.
+
 Each request is logged as one JSON line: {"fault": ..., "target": ..., "forwarded": [...]},
 where "forwarded" lists what reached the emulator (PutEvents entries' Detail+Time+DetailType,
 or the Invoke payload's id) so tests can tell unavoidable duplicates (drop_after) from real ones.
@@ -101,7 +105,48 @@ def main():
                 return self.invoke(body)
             if target.endswith("BatchWriteItem"):
                 return self.batch_write(body)
+            if self.path.split("?")[0].endswith("/_bulk"):
+                return self.bulk(body)
             self.reply(*self.forward(body))
+
+        def bulk(self, body):
+            lines = body.decode().splitlines()
+            pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
+            ident = lambda pair: next(iter(json.loads(pair[0]).values())).get("_id")
+            headers = [("Content-Type", "application/json")]
+            fault = decide(["throttle", "error", "partial", "partial", "partial", "drop_after"])
+            if fault == "throttle":
+                record({"fault": fault, "target": "_bulk", "forwarded": [], "withheld": [ident(p) for p in pairs]})
+                return self.reply(429, headers, json.dumps({"error": {"type": "es_rejected_execution_exception", "reason": "injected: rejected execution of the whole request"}, "status": 429}).encode())
+            if fault == "error":
+                record({"fault": fault, "target": "_bulk", "forwarded": [], "withheld": [ident(p) for p in pairs]})
+                return self.reply(503, headers, json.dumps({"error": {"type": "unavailable_shards_exception", "reason": "injected"}, "status": 503}).encode())
+            if fault == "partial" and pairs:
+                # As a loaded cluster does: HTTP 200, `errors: true`, some items 429.
+                with lock:
+                    keep = set(rng.sample(range(len(pairs)), rng.randint(0, len(pairs) - 1)))
+                sent = [pairs[i] for i in sorted(keep)]
+                results = []
+                if sent:
+                    status, _, data = self.forward(("\n".join(a + "\n" + d for a, d in sent) + "\n").encode())
+                    if status != 200:
+                        record({"fault": "partial-upstream-error", "target": "_bulk", "forwarded": [ident(p) for p in sent], "withheld": []})
+                        return self.reply(status, headers, data)
+                    results = json.loads(data)["items"]
+                merged, it = [], iter(results)
+                for i, pair in enumerate(pairs):
+                    if i in keep:
+                        merged.append(next(it))
+                    else:
+                        action = next(iter(json.loads(pair[0])))
+                        merged.append({action: {"_index": json.loads(pair[0])[action].get("_index"), "_id": ident(pair), "status": 429, "error": {"type": "es_rejected_execution_exception", "reason": "injected: rejected execution of coordinating operation"}}})
+                record({"fault": fault, "target": "_bulk", "forwarded": [ident(p) for p in sent], "withheld": [ident(pairs[i]) for i in range(len(pairs)) if i not in keep]})
+                return self.reply(200, headers, json.dumps({"took": 1, "errors": True, "items": merged}).encode())
+            status, resp_headers, data = self.forward(body)
+            record({"fault": fault or "none", "target": "_bulk", "status": status, "forwarded": [ident(p) for p in pairs] if status == 200 else [], "withheld": []})
+            if fault == "drop_after":
+                return self.drop()
+            self.reply(status, resp_headers, data)
 
         def batch_write(self, body):
             request = json.loads(body)
