@@ -547,6 +547,7 @@ impl RunArgs {
             grace_period: std::time::Duration::from_secs_f64(self.grace_period),
             argv: std::env::args().skip(1).collect(),
             resume: None,
+            in_flight: None,
         })
     }
 }

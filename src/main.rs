@@ -70,6 +70,13 @@ async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result
             r.run_id, r.done.events
         );
     }
+    if r.in_flight.events > 0 {
+        eprintln!(
+            "rehydrate: {} events were in flight when {} stopped: their delivery is unknown, so they are sent again",
+            r.in_flight.events, r.run_id
+        );
+    }
+    spec.in_flight = Some(std::sync::Arc::new(r.in_flight));
     spec.resume = Some((r.run_id, std::sync::Arc::new(r.done), redrive));
     run::execute(spec).await
 }

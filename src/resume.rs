@@ -89,6 +89,163 @@ impl Done {
         let i = ranges.partition_point(|(start, _)| *start <= position);
         i > 0 && ranges[i - 1].1 >= position
     }
+
+    /// Adds the positions `a..=b` of `origin`.
+    fn insert(&mut self, origin: &str, a: u64, b: u64) {
+        let ranges = self.ranges.entry(origin.to_owned()).or_default();
+        let mut out = Vec::with_capacity(ranges.len() + 1);
+        let (mut a, mut b) = (a, b);
+        let mut placed = false;
+        for &(s, e) in ranges.iter() {
+            if e.saturating_add(1) < a {
+                out.push((s, e));
+            } else if b.saturating_add(1) < s {
+                if !placed {
+                    out.push((a, b));
+                    placed = true;
+                }
+                out.push((s, e));
+            } else {
+                a = a.min(s);
+                b = b.max(e);
+            }
+        }
+        if !placed {
+            out.push((a, b));
+        }
+        out.sort_unstable();
+        *ranges = out;
+    }
+
+    /// Removes the positions `a..=b` of `origin`.
+    fn remove(&mut self, origin: &str, a: u64, b: u64) {
+        let Some(ranges) = self.ranges.get_mut(origin) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(ranges.len() + 1);
+        for &(s, e) in ranges.iter() {
+            if e < a || s > b {
+                out.push((s, e));
+                continue;
+            }
+            if s < a {
+                out.push((s, a - 1));
+            }
+            if e > b {
+                out.push((b + 1, e));
+            }
+        }
+        *ranges = out;
+    }
+
+    /// These positions without those of `other`, counted.
+    fn without(mut self, other: &Done) -> Done {
+        for (origin, ranges) in &other.ranges {
+            for &(a, b) in ranges {
+                self.remove(origin, a, b);
+            }
+        }
+        self.events = self.ranges.values().flatten().map(|(a, b)| b - a + 1).sum();
+        self
+    }
+}
+
+/// The events whose request was out, per run: `in-flight.ndjson` in the run directory. The
+/// driver marks a request's events before it goes out (`sent`), and clears those whose answer
+/// said they were not applied and that wait for another attempt (`sent: false`). An event that
+/// is marked and has no final outcome was in flight when the run stopped: its delivery is unknown.
+pub const IN_FLIGHT_LOG: &str = "in-flight.ndjson";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct InFlightLine {
+    sent: bool,
+    origin: String,
+    /// Inclusive position ranges.
+    ranges: Vec<(u64, u64)>,
+}
+
+/// Appends in-flight marks; each call is one `write`, made before the request goes out.
+pub struct InFlightLog {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl InFlightLog {
+    pub fn create(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(IN_FLIGHT_LOG);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Report {
+                path,
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    /// Marks (`sent`) or clears the events at `places` (origin, position).
+    pub fn mark<'a>(&self, sent: bool, places: impl IntoIterator<Item = (&'a str, u64)>) {
+        use std::io::Write;
+        let mut by_origin: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (origin, position) in places {
+            by_origin.entry(origin).or_default().push(position);
+        }
+        let mut text = String::new();
+        for (origin, mut positions) in by_origin {
+            positions.sort_unstable();
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for p in positions {
+                match ranges.last_mut() {
+                    Some((_, end)) if *end + 1 >= p => *end = (*end).max(p),
+                    _ => ranges.push((p, p)),
+                }
+            }
+            let line = InFlightLine {
+                sent,
+                origin: origin.to_owned(),
+                ranges,
+            };
+            if let Ok(l) = serde_json::to_string(&line) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            tracing::warn!("cannot write {IN_FLIGHT_LOG}: {e}; a resume will not know which events were in flight");
+        }
+    }
+}
+
+/// The events a run (and the runs it resumed) had out when it stopped: marked in flight and
+/// without a final outcome in `done`.
+fn in_flight_of(run_dirs: &[PathBuf], done: &Done) -> Done {
+    let mut marked = Done::default();
+    for dir in run_dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join(IN_FLIGHT_LOG)) else {
+            continue;
+        };
+        // A line cut off by the kill is ignored: it was written before its request went out,
+        // so that request never left.
+        for line in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<InFlightLine>(l).ok())
+        {
+            for (a, b) in line.ranges {
+                if line.sent {
+                    marked.insert(&line.origin, a, b);
+                } else {
+                    marked.remove(&line.origin, a, b);
+                }
+            }
+        }
+    }
+    marked.without(done)
 }
 
 /// A run to resume: its recorded command line and what it (and the runs it resumed) finished.
@@ -98,6 +255,9 @@ pub struct Resume {
     /// Resume: the events to leave out. Re-drive: the only events to take.
     pub done: Done,
     pub redrive: bool,
+    /// The events that were in flight when the run stopped (delivery unknown); a resume sends
+    /// them again and counts that earlier attempt.
+    pub in_flight: Done,
 }
 
 /// Loads run `run_id` under `report_dir` for resuming (`redrive` false: every event with an
@@ -117,6 +277,7 @@ pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
         message: format!("not a saved run spec ({e})"),
     })?;
     let mut positions: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut dirs = Vec::new();
     let mut next = Some(run_id.to_owned());
     let mut seen = 0;
     while let Some(id) = next.take() {
@@ -128,6 +289,7 @@ pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
         for batch in outcomes_of(&dir)? {
             collect(&batch, &mut positions, redrive);
         }
+        dirs.push(dir.clone());
         let summary: Option<RunSummary> = std::fs::read_to_string(dir.join("run.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
@@ -142,11 +304,19 @@ pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
             summary.and_then(|s| s.resumed_from)
         };
     }
+    let done = Done::from_positions(positions);
+    // (A re-drive takes only events with a final outcome: none of them is in doubt.)
+    let in_flight = if redrive {
+        Done::default()
+    } else {
+        in_flight_of(&dirs, &done)
+    };
     Ok(Resume {
         run_id: run_id.to_owned(),
         spec,
-        done: Done::from_positions(positions),
+        done,
         redrive,
+        in_flight,
     })
 }
 
@@ -188,6 +358,31 @@ fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>, only_unfin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_flight_marks_are_ranges_that_add_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = InFlightLog::create(dir.path()).unwrap();
+        log.mark(true, [("a", 1), ("a", 2), ("a", 3), ("b", 7)]);
+        log.mark(false, [("a", 2)]);
+        log.mark(true, [("a", 10), ("a", 11)]);
+        let done = Done::from_positions(HashMap::from([("a".to_owned(), vec![10])]));
+        let in_flight = in_flight_of(&[dir.path().to_owned()], &done);
+        assert_eq!(in_flight.events, 4, "{in_flight:?}");
+        for (o, p, want) in [
+            ("a", 1, true),
+            ("a", 2, false),
+            ("a", 3, true),
+            ("a", 10, false),
+            ("a", 11, true),
+            ("b", 7, true),
+        ] {
+            assert_eq!(in_flight.contains(o, p), want, "{o}:{p}");
+        }
+        // A line cut off by a kill is ignored.
+        std::fs::write(dir.path().join(IN_FLIGHT_LOG), "{\"sent\":true,\"origin\":\"a\",\"ran").unwrap();
+        assert_eq!(in_flight_of(&[dir.path().to_owned()], &Done::default()).events, 0);
+    }
 
     #[test]
     fn saved_command_lines_hold_no_password() {

@@ -49,6 +49,9 @@ pub struct RunSpec {
     /// When resuming: the run resumed, and the events it already finished (left out); when
     /// re-driving (the flag): the run, and the only events to take.
     pub resume: Option<(String, Arc<crate::resume::Done>, bool)>,
+    /// When resuming: the events that were in flight when the resumed run stopped (their
+    /// delivery is unknown); their outcomes here count that earlier attempt.
+    pub in_flight: Option<Arc<crate::resume::Done>>,
 }
 
 /// Decoding threads: the reader is one more, and DataFusion and the action share the rest.
@@ -278,7 +281,18 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| run_dir.join("dead-letter.ndjson"));
     let target = spec.action.target();
-    let recorder = Recorder::start(&run_id, &run_dir, &target, dead_letter.clone(), rx)?;
+    let recorder = Recorder::start(
+        &run_id,
+        &run_dir,
+        &target,
+        dead_letter.clone(),
+        spec.in_flight.clone(),
+        rx,
+    )?;
+    let in_flight = match spec.dry_run {
+        true => None,
+        false => Some(Arc::new(crate::resume::InFlightLog::create(&run_dir)?)),
+    };
     let progress = Progress::new(stats.clone(), spec.source.total_bytes);
     let counters = Arc::new(crate::action::driver::Counters::default());
 
@@ -292,6 +306,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         send: spec.send.clone(),
         counters: counters.clone(),
         stop: interrupt.stop.clone(),
+        in_flight,
     };
     let mut summary = RunSummary {
         run_id: run_id.clone(),
@@ -299,6 +314,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         pid: Some(std::process::id()),
         resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: 0,
+        in_flight_resent: 0,
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
         filter: spec.filter.to_string(),
@@ -404,6 +420,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         pid: None,
         resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: already_done.load(Ordering::Relaxed),
+        in_flight_resent: totals.in_flight_resent,
         command: spec.action.command().into(),
         source: spec.source.description.clone(),
         filter: spec.filter.to_string(),

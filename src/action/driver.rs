@@ -151,6 +151,8 @@ struct Pending<I> {
     row: usize,
     keys: RowKeys,
     attempts: u32,
+    /// An earlier attempt may have been applied (its answer was lost).
+    uncertain: bool,
     started: Instant,
 }
 
@@ -202,6 +204,7 @@ pub async fn run_requests<T: RequestTarget>(
                     row,
                     keys: keys.clone(),
                     attempts: 0,
+                    uncertain: false,
                     started: Instant::now(),
                 };
                 let p = match p {
@@ -454,6 +457,7 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                     bytes += p.size as u64;
                 }
                 ctx.counters.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+                ctx.mark_in_flight(true, batch.iter().filter_map(|p| p.keys.place(p.row)));
                 let refs: Vec<&T::Item> = batch.iter().map(|p| &p.item).collect();
                 let answers = match self.target.send(&refs).await {
                     Ok(answers) if answers.len() == batch.len() => answers,
@@ -469,7 +473,15 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                             && batch.len() > 1
                             && batch.iter().all(|p| policy.retry.may_retry(p.attempts)) =>
                     {
-                        // Find the offender: each item again, in a request of its own.
+                        // Find the offender: each item again, in a request of its own. Refused
+                        // as a whole, none was applied.
+                        ctx.mark_in_flight(
+                            false,
+                            batch
+                                .iter()
+                                .filter(|p| !p.uncertain)
+                                .filter_map(|p| p.keys.place(p.row)),
+                        );
                         queue.extend(batch.into_iter().map(|p| vec![p]));
                         continue 'requests;
                     }
@@ -481,7 +493,11 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                     match answer {
                         Answer::Succeeded => outcomes.push(p.outcome(Status::Succeeded, None, None)),
                         Answer::Skipped(f) => outcomes.push(p.outcome(Status::Skipped, Some(&f.code), Some(f.message))),
-                        Answer::Failed(f) if f.retryable && policy.retry.may_retry(p.attempts) => retry.push(p),
+                        Answer::Failed(f) if f.retryable && policy.retry.may_retry(p.attempts) => {
+                            let mut p = p;
+                            p.uncertain |= f.maybe_applied;
+                            retry.push(p)
+                        }
                         Answer::Failed(f) => {
                             failed_keys.extend(p.lane_key.clone());
                             outcomes.push(self.failed(&p, &f));
@@ -492,6 +508,14 @@ impl<'a, T: RequestTarget> Driver<'a, T> {
                 if retry.is_empty() {
                     continue 'requests;
                 }
+                // Refused, so not applied: not in doubt while they wait for the next attempt.
+                ctx.mark_in_flight(
+                    false,
+                    retry
+                        .iter()
+                        .filter(|p| !p.uncertain)
+                        .filter_map(|p| p.keys.place(p.row)),
+                );
                 let next = retry.iter().map(|p| p.attempts).max().unwrap_or(1) + 1;
                 tokio::time::sleep(policy.retry.backoff(next)).await;
                 batch = retry;
@@ -660,6 +684,14 @@ async fn commit_unit<T: CommitTarget>(target: &mut T, ctx: &ActionContext, unit:
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
         if attempts > 1 {
             ctx.counters.retries.fetch_add(u.rows as u64, Ordering::Relaxed);
+        }
+        if attempts == 1 {
+            ctx.mark_in_flight(
+                true,
+                u.pending
+                    .iter()
+                    .flat_map(|(_, keys, _)| (0..keys.len()).filter_map(|r| keys.place(r))),
+            );
         }
         match target.commit(unit).await {
             Ok(()) => {
@@ -884,6 +916,7 @@ mod tests {
             send: SendPolicy::default(),
             counters: Arc::new(Counters::default()),
             stop: Default::default(),
+            in_flight: None,
         };
         let target = Scripted {
             requests: Mutex::new(Vec::new()),

@@ -42,12 +42,23 @@ pub struct ActionContext {
     pub counters: Arc<driver::Counters>,
     /// Set by the first SIGINT / SIGTERM: no new request is started (those in flight finish).
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the driver marks the events whose request is out (none in a dry run).
+    pub in_flight: Option<Arc<crate::resume::InFlightLog>>,
 }
 
 impl ActionContext {
     /// Whether the run is stopping: nothing new is sent.
     pub fn stopping(&self) -> bool {
         self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks events as out (`sent`: their request is about to go) or clears them (`sent`
+    /// false: the answer said they were not applied), so that a resume after a kill knows
+    /// which events' delivery is unknown.
+    pub fn mark_in_flight<'a>(&self, sent: bool, places: impl IntoIterator<Item = (&'a str, u64)>) {
+        if let Some(log) = &self.in_flight {
+            log.mark(sent, places);
+        }
     }
 
     /// Sends outcomes to the recorder. The recorder only stops after every sender is dropped, so
@@ -183,6 +194,23 @@ impl RowKeys {
             .filter(|a| a.is_valid(row))
             .map(|a| a.value(row));
         Outcome::new(self.event_id(row), origin, position, status)
+    }
+
+    /// Where the event of `row` was read: its origin and position.
+    pub fn place(&self, row: usize) -> Option<(&str, u64)> {
+        let a = self.origin.as_ref()?;
+        let origin = match a.as_dictionary_opt::<Int32Type>() {
+            Some(d) => {
+                let values = d.values().as_string_opt::<i32>()?;
+                d.is_valid(row).then(|| values.value(d.keys().value(row) as usize))?
+            }
+            None => {
+                let s = a.as_string_opt::<i32>()?;
+                s.is_valid(row).then(|| s.value(row))?
+            }
+        };
+        let p = self.position.as_ref()?.as_primitive_opt::<UInt64Type>()?;
+        p.is_valid(row).then(|| (origin, p.value(row)))
     }
 
     pub fn event_id(&self, row: usize) -> Option<String> {

@@ -115,6 +115,10 @@ pub struct RunSummary {
     /// Events left out because the resumed run(s) had already given them an outcome.
     #[serde(default)]
     pub already_done: u64,
+    /// Events actioned again that were in flight when the resumed run stopped: their first
+    /// delivery is unknown, so they may have arrived twice (`outcomes.attempts` counts it).
+    #[serde(default)]
+    pub in_flight_resent: u64,
     pub command: String,
     pub source: String,
     pub filter: String,
@@ -160,6 +164,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("status", DataType::Utf8, false),
         Field::new("resumed_from", DataType::Utf8, true),
         Field::new("already_done", DataType::UInt64, false),
+        Field::new("in_flight_resent", DataType::UInt64, false),
         Field::new("command", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
         Field::new("filter", DataType::Utf8, false),
@@ -262,6 +267,8 @@ pub struct Totals {
     pub failed: u64,
     pub skipped: u64,
     pub dead_letters: u64,
+    /// Outcomes of events that were in flight when the resumed run stopped.
+    pub in_flight_resent: u64,
     /// The first failures and rejections, by name, for the human summary.
     pub named_failures: Vec<String>,
 }
@@ -283,6 +290,7 @@ impl Recorder {
         run_dir: &Path,
         target: &str,
         dead_letter: PathBuf,
+        in_flight_before: Option<Arc<crate::resume::Done>>,
         mut rx: mpsc::Receiver<RecorderMsg>,
     ) -> Result<Self> {
         let log_path = run_dir.join(OUTCOMES_LOG);
@@ -300,6 +308,7 @@ impl Recorder {
             dead_letter_path: dead_letter,
             dead_letter: None,
             totals: Totals::default(),
+            in_flight_before: in_flight_before.filter(|d| d.events > 0),
         };
         let run_dir = run_dir.to_owned();
         let convert = Arc::new(OnceLock::new());
@@ -361,6 +370,8 @@ struct RecorderState {
     dead_letter_path: PathBuf,
     dead_letter: Option<BufWriter<File>>,
     totals: Totals,
+    /// When resuming: the events in flight at the resumed run's stop.
+    in_flight_before: Option<Arc<crate::resume::Done>>,
 }
 
 /// A record as one line: verbatim, with line breaks folded to spaces so that each dead letter is
@@ -449,14 +460,17 @@ impl RecorderState {
             })
         };
         let repeat = |v: Option<&str>| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v; rows])) };
+        let origin = column(b.origin, &DataType::Utf8)?;
+        let position = column(b.position, &DataType::UInt64)?;
+        let attempts = self.bulk_attempts(&origin, &position, b.attempts, rows);
         let columns: Vec<ArrayRef> = vec![
             repeat(Some(&self.run_id)),
             column(b.event_id, &DataType::Utf8)?,
-            column(b.origin, &DataType::Utf8)?,
-            column(b.position, &DataType::UInt64)?,
+            origin,
+            position,
             repeat(Some(&self.target)),
             repeat(Some(b.status.as_str())),
-            Arc::new(arrow::array::UInt32Array::from(vec![b.attempts; rows])),
+            attempts,
             repeat(b.error_code.as_deref()),
             repeat(b.error_message.as_deref()),
             Arc::new(arrow::array::Float64Array::from(vec![b.latency_ms; rows])),
@@ -464,6 +478,25 @@ impl RecorderState {
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
         self.writer.write(&batch)?;
         Ok(())
+    }
+
+    /// The attempts of a bulk outcome: one more for the events in flight at the resumed run's
+    /// stop.
+    fn bulk_attempts(&mut self, origin: &ArrayRef, position: &ArrayRef, attempts: u32, rows: usize) -> ArrayRef {
+        use arrow::array::{Array, AsArray};
+        if self.in_flight_before.is_none() {
+            return Arc::new(arrow::array::UInt32Array::from(vec![attempts; rows]));
+        }
+        let origin = origin.as_string::<i32>();
+        let position = position.as_primitive::<arrow::datatypes::UInt64Type>();
+        let values: Vec<u32> = (0..rows)
+            .map(|i| {
+                let o = origin.is_valid(i).then(|| origin.value(i));
+                let p = position.is_valid(i).then(|| position.value(i));
+                attempts + u32::from(self.was_in_flight(o, p))
+            })
+            .collect();
+        Arc::new(arrow::array::UInt32Array::from(values))
     }
 
     fn name_failure(&mut self, msg: &str) {
@@ -496,7 +529,21 @@ impl RecorderState {
         Ok(())
     }
 
-    fn push(&mut self, o: Outcome) -> Result<()> {
+    /// Whether the event at this place was in flight when the resumed run stopped: its
+    /// outcome here counts that attempt, whose result is unknown.
+    fn was_in_flight(&mut self, origin: Option<&str>, position: Option<u64>) -> bool {
+        let (Some(done), Some(origin), Some(position)) = (&self.in_flight_before, origin, position) else {
+            return false;
+        };
+        let hit = done.contains(origin, position);
+        self.totals.in_flight_resent += u64::from(hit);
+        hit
+    }
+
+    fn push(&mut self, mut o: Outcome) -> Result<()> {
+        if o.status != Status::Rejected && self.was_in_flight(o.origin.as_deref(), o.position) {
+            o.attempts += 1;
+        }
         match o.status {
             Status::Succeeded => self.totals.succeeded += 1,
             Status::Failed => self.totals.failed += 1,
@@ -660,10 +707,10 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
             "  resumed   {:>10}   events left out: they already had an outcome in {from}\n",
             thousands(s.already_done)
         ));
-        if s.matched > 0 {
+        if s.in_flight_resent > 0 {
             out.push_str(&format!(
-                "  note      the {} events actioned here were not finished in {from}: any that were in flight when it stopped may have been delivered twice\n",
-                thousands(s.matched)
+                "  note      {} events were in flight when {from} stopped: sent again, they may have arrived twice (outcomes.attempts counts the unknown attempt)\n",
+                thousands(s.in_flight_resent)
             ));
         }
     }
@@ -742,7 +789,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dl = dir.path().join("dl.ndjson");
         let (tx, rx) = RecorderTx::bounded();
-        let rec = Recorder::start("r1", dir.path(), "t", dl.clone(), rx).unwrap();
+        let rec = Recorder::start("r1", dir.path(), "t", dl.clone(), None, rx).unwrap();
         tx.send(RecorderMsg::Rejections(vec![Rejection {
             origin: "f.json".into(),
             position: 2,
@@ -772,7 +819,7 @@ mod tests {
     fn a_full_queue_makes_senders_wait_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = RecorderTx::bounded();
-        let rec = Recorder::start("r1", dir.path(), "t", dir.path().join("dl"), rx).unwrap();
+        let rec = Recorder::start("r1", dir.path(), "t", dir.path().join("dl"), None, rx).unwrap();
         // Far more messages than the queue holds, from two threads at once.
         let n = RECORDER_QUEUE * 20;
         std::thread::scope(|scope| {
