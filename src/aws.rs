@@ -87,3 +87,91 @@ pub async fn check(config: &SdkConfig) -> crate::Result<()> {
     })?;
     Ok(())
 }
+
+/// Credentials from the SDK's chain, kept until five minutes before they expire (the chain
+/// itself does not cache: a profile with SSO or a role would be asked on every request).
+#[derive(Debug)]
+pub struct CachedCredentials {
+    provider: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
+}
+
+impl CachedCredentials {
+    pub fn new(provider: aws_credential_types::provider::SharedCredentialsProvider) -> Self {
+        Self {
+            provider,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn get(&self) -> Result<aws_credential_types::Credentials, String> {
+        use std::time::{Duration, SystemTime};
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if c.expiry()
+                .is_none_or(|e| e > SystemTime::now() + Duration::from_secs(300))
+            {
+                return Ok(c.clone());
+            }
+        }
+        let c = self.provider.provide_credentials().await.map_err(|e| e.to_string())?;
+        *cached = Some(c.clone());
+        Ok(c)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for CachedCredentials {
+    type Credential = object_store::aws::AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<std::sync::Arc<Self::Credential>> {
+        let c = self.get().await.map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: format!("AWS credentials: {e}").into(),
+        })?;
+        Ok(std::sync::Arc::new(object_store::aws::AwsCredential {
+            key_id: c.access_key_id().to_owned(),
+            secret_key: c.secret_access_key().to_owned(),
+            token: c.session_token().map(str::to_owned),
+        }))
+    }
+}
+
+/// An S3 bucket as an object store, from the same configuration as every SDK client: the
+/// credential chain, the region, and the endpoint (`--endpoint-url`, `AWS_ENDPOINT_URL_S3`,
+/// `AWS_ENDPOINT_URL`). A custom endpoint (an emulator, MinIO) is addressed path-style.
+pub fn s3_store(config: &SdkConfig, bucket: &str) -> crate::Result<std::sync::Arc<dyn object_store::ObjectStore>> {
+    let Some(provider) = config.credentials_provider() else {
+        return Err(crate::Error::usage(format!(
+            "s3://{bucket}: no AWS credentials are configured; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or pass --profile"
+        )));
+    };
+    let region = config
+        .region()
+        .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+    let mut builder = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_credentials(std::sync::Arc::new(CachedCredentials::new(provider)))
+        .with_retry(object_store::RetryConfig {
+            max_retries: 4,
+            ..Default::default()
+        });
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .or_else(|| config.endpoint_url().map(str::to_owned));
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false);
+    }
+    builder
+        .build()
+        .map(|s| std::sync::Arc::new(s) as _)
+        .map_err(|e| crate::Error::Target {
+            target: format!("s3://{bucket}"),
+            message: e.to_string(),
+        })
+}

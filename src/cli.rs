@@ -139,7 +139,7 @@ pub enum PopulateTarget {
 /// Where events come from.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Event files or directories (JSON array or NDJSON, optionally .gz), or - for stdin.
+    /// Event files or directories (NDJSON or a JSON array, optionally .gz; Parquet), S3 prefixes (s3://bucket/prefix/), or - for stdin.
     #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     pub from: Vec<String>,
     /// Read records of another shape: FIELD=PATH, e.g. detail-type=eventType, time=meta.createdAt, detail=payload.
@@ -206,6 +206,8 @@ pub struct PreviewArgs {
     pub limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = PreviewFormat::Table)]
     pub format: PreviewFormat,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +228,8 @@ pub struct ParquetArgs {
     /// Files open at once at most (one per partition being written); past it the least recently written is committed (1 to 10000).
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_open_files: u32,
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -396,11 +400,12 @@ pub struct SqlArgs {
     /// PostgreSQL: load batches with COPY into a staging table, or with multi-row INSERTs.
     #[arg(long, value_enum, default_value_t = Load::Copy)]
     pub load: Load,
-    /// Seconds that connecting, or one batch's transaction, may take (1 to 3600).
-    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub request_timeout: u64,
     #[command(flatten)]
     pub send: SendArgs,
+    /// --region, --profile, --endpoint-url (for s3:// sources), and --request-timeout: seconds
+    /// that connecting, or one batch's transaction, may take.
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -477,9 +482,11 @@ pub struct ReportArgs {
 }
 
 impl SourceArgs {
-    pub fn to_spec(&self) -> Result<SourceSpec> {
+    /// The inputs, resolved: local files checked, S3 prefixes listed (with `aws`' region,
+    /// profile and endpoint), before any work starts.
+    pub async fn to_spec(&self, aws: &AwsArgs) -> Result<SourceSpec> {
         let map = FieldMap::parse(&self.map)?;
-        SourceSpec::resolve(&self.from, map, self.batch_size as usize)
+        SourceSpec::resolve(&self.from, map, self.batch_size as usize, aws).await
     }
 }
 
@@ -559,7 +566,7 @@ impl ReplayArgs {
             eventbridge::MAX_REQUEST_BYTES,
             "PutEvents takes at most 1 MB by EventBridge's size formula",
         )?;
-        let source = self.source.to_spec()?;
+        let source = self.source.to_spec(&self.aws).await?;
         let filter = self.filter.to_spec()?;
         let config = aws::connect(&self.aws, self.run.dry_run).await?;
         let replay = EventBridgeReplay {
@@ -581,7 +588,7 @@ impl InvokeArgs {
             self.invocation_type.max_payload(),
             "Lambda's payload limit for this invocation type",
         )?;
-        let source = self.source.to_spec()?;
+        let source = self.source.to_spec(&self.aws).await?;
         let mut filter = self.filter.to_spec()?;
         if filter.query.is_some() && (self.order_by.is_some() || self.ordering_key.is_some()) {
             return Err(Error::usage(
@@ -602,11 +609,11 @@ impl InvokeArgs {
 }
 
 impl ParquetArgs {
-    pub fn to_spec(&self) -> Result<RunSpec> {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
         let mut populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
         populate.max_open_files = self.max_open_files as usize;
         self.run.apply(
-            self.source.to_spec()?,
+            self.source.to_spec(&self.aws).await?,
             self.filter.to_spec()?,
             Action::Parquet(Arc::new(populate)),
             SendPolicy::default(),
@@ -622,7 +629,7 @@ impl DynamoDbArgs {
                 "--max-request-bytes does not apply to DynamoDB (BatchWriteItem: 25 items, 16 MB, 400 KB an item)",
             ));
         }
-        let source = self.source.to_spec()?;
+        let source = self.source.to_spec(&self.aws).await?;
         let filter = self.filter.to_spec()?;
         let config = aws::connect(&self.aws, self.run.dry_run).await?;
         let populate = DynamoDbPopulate {
@@ -672,7 +679,7 @@ impl OpenSearchArgs {
                 Auth::SigV4 {
                     service,
                     region,
-                    credentials,
+                    credentials: aws::CachedCredentials::new(credentials),
                 }
             }
             (None, Some((u, p))) => Auth::basic(&u, &p),
@@ -693,7 +700,7 @@ impl OpenSearchArgs {
             max_documents: self.bulk_documents as usize,
         };
         self.run.apply(
-            self.source.to_spec()?,
+            self.source.to_spec(&self.aws).await?,
             self.filter.to_spec()?,
             Action::OpenSearch(Arc::new(populate)),
             send,
@@ -702,7 +709,7 @@ impl OpenSearchArgs {
 }
 
 impl SqlArgs {
-    pub fn to_spec(&self, dialect: Dialect) -> Result<RunSpec> {
+    pub async fn to_spec(&self, dialect: Dialect) -> Result<RunSpec> {
         let send = self.send.policy(1, false)?;
         let populate = SqlPopulate::new(
             dialect,
@@ -714,11 +721,11 @@ impl SqlArgs {
                 rows_per_batch: self.batch_rows,
                 load: self.load,
                 concurrency: 1,
-                timeout: std::time::Duration::from_secs(self.request_timeout),
+                timeout: std::time::Duration::from_secs(self.aws.request_timeout),
             },
         )?;
         self.run.apply(
-            self.source.to_spec()?,
+            self.source.to_spec(&self.aws).await?,
             self.filter.to_spec()?,
             Action::Sql(Arc::new(populate)),
             send,

@@ -31,7 +31,13 @@ fn main() {
 async fn main_inner(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Preview(args) => {
-            run::preview(args.source.to_spec()?, args.filter.to_spec()?, args.limit, args.format).await
+            run::preview(
+                args.source.to_spec(&args.aws).await?,
+                args.filter.to_spec()?,
+                args.limit,
+                args.format,
+            )
+            .await
         }
         Command::Report(args) => {
             report::query::run(&args.sql, &args.report_dir, args.format).await?;
@@ -84,10 +90,10 @@ async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result
 /// The run spec of an actioning command (`None` for the others).
 async fn run_spec(command: Command) -> Result<Option<run::RunSpec>> {
     Ok(Some(match command {
-        Command::Populate(PopulateTarget::Parquet(args)) => args.to_spec()?,
+        Command::Populate(PopulateTarget::Parquet(args)) => args.to_spec().await?,
         Command::Populate(PopulateTarget::Dynamodb(args)) => args.to_spec().await?,
-        Command::Populate(PopulateTarget::Postgres(args)) => args.to_spec(Dialect::Postgres)?,
-        Command::Populate(PopulateTarget::Mysql(args)) => args.to_spec(Dialect::MySql)?,
+        Command::Populate(PopulateTarget::Postgres(args)) => args.to_spec(Dialect::Postgres).await?,
+        Command::Populate(PopulateTarget::Mysql(args)) => args.to_spec(Dialect::MySql).await?,
         Command::Populate(PopulateTarget::Opensearch(args)) => args.to_spec().await?,
         Command::Replay(args) => args.to_spec().await?,
         Command::Invoke(args) => args.to_spec().await?,

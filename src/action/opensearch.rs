@@ -15,7 +15,6 @@ use arrow::datatypes::{
     Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http_body_util::{BodyExt, Full};
@@ -71,7 +70,7 @@ pub enum Auth {
     SigV4 {
         service: SigV4Service,
         region: String,
-        credentials: SharedCredentialsProvider,
+        credentials: crate::aws::CachedCredentials,
     },
 }
 
@@ -410,8 +409,6 @@ pub struct Connection {
     pub auth: Auth,
     pub timeout: Duration,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// Credentials for SigV4, kept until shortly before they expire.
-    cached: tokio::sync::Mutex<Option<aws_credential_types::Credentials>>,
 }
 
 /// A URL as given to `--url`: its base without credentials, and the user and password it held.
@@ -487,29 +484,7 @@ impl Connection {
             auth,
             timeout,
             client,
-            cached: tokio::sync::Mutex::new(None),
         })
-    }
-
-    async fn credentials(
-        &self,
-        provider: &SharedCredentialsProvider,
-    ) -> std::result::Result<aws_credential_types::Credentials, Fault> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|e| e > SystemTime::now() + Duration::from_secs(300));
-            if fresh {
-                return Ok(c.clone());
-            }
-        }
-        let c = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Fault::permanent("NoCredentials", format!("AWS credentials for SigV4: {e}")))?;
-        *cached = Some(c.clone());
-        Ok(c)
     }
 
     /// Sends one request and returns the status and body; a missing answer is a fault.
@@ -546,7 +521,10 @@ impl Connection {
                 use aws_sigv4::http_request::{
                     sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
                 };
-                let creds = self.credentials(credentials).await?;
+                let creds = credentials
+                    .get()
+                    .await
+                    .map_err(|e| Fault::permanent("NoCredentials", format!("AWS credentials for SigV4: {e}")))?;
                 let identity: aws_smithy_runtime_api::client::identity::Identity = creds.into();
                 let mut settings = SigningSettings::default();
                 // Serverless needs the payload hash header; managed domains accept it.

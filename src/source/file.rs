@@ -15,6 +15,8 @@ use futures::stream::{BoxStream, StreamExt};
 
 use tokio::sync::mpsc;
 
+use arrow::array::RecordBatch;
+
 use super::{Decoded, Input, Rejection, SourceSpec, SourceStats};
 use crate::event::{BatchDecoder, FieldMap};
 use crate::{Error, Result};
@@ -40,6 +42,47 @@ struct Chunk {
     spans: Vec<Span>,
 }
 
+/// What the reader hands a decode thread: records to decode, or a batch already decoded (a
+/// Parquet input), passed through in its turn.
+enum Work {
+    Chunk(Chunk),
+    Ready(Decoded),
+}
+
+/// S3 objects requested ahead of the one being read: their bodies stream in, held back by TCP,
+/// while the current one is decoded.
+const OBJECTS_AHEAD: usize = 4;
+
+/// Where S3 objects come from: the runtime (the reader is a plain thread) and the objects
+/// requested ahead, in input order.
+struct Objects {
+    handle: tokio::runtime::Handle,
+    opened: mpsc::Receiver<object_store::Result<object_store::GetResult>>,
+}
+
+/// An object's body as `Read`.
+struct ObjectRead {
+    handle: tokio::runtime::Handle,
+    body: BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl Read for ObjectRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.handle.block_on(self.body.next()) {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
+}
+
 impl Chunk {
     fn new(origin: &Arc<str>) -> Self {
         Self {
@@ -62,15 +105,18 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
     let mut to_workers = Vec::with_capacity(parallelism);
     let mut from_workers = Vec::with_capacity(parallelism);
     for i in 0..parallelism {
-        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(1);
+        let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Work>>(1);
         let (done_tx, done_rx) = mpsc::channel::<Result<Decoded>>(1);
         let map = spec.map.clone();
         let stats = stats.clone();
         std::thread::Builder::new()
             .name(format!("rehydrate-decode-{i}"))
             .spawn(move || {
-                for chunk in chunk_rx {
-                    let decoded = chunk.map(|c| decode_chunk(c, map.clone(), &stats));
+                for work in chunk_rx {
+                    let decoded = work.map(|w| match w {
+                        Work::Chunk(c) => decode_chunk(c, map.clone(), &stats),
+                        Work::Ready(d) => d,
+                    });
                     if done_tx.blocking_send(decoded).is_err() {
                         return;
                     }
@@ -83,9 +129,34 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
 
     let inputs = spec.inputs.clone();
     let batch_size = spec.batch_size;
+    let has_map = spec.map.is_some();
+    // S3 objects (not Parquet, which is read by ranges) are requested a few ahead, in order.
+    let objects = tokio::runtime::Handle::try_current().ok().map(|handle| {
+        let (tx, opened) = mpsc::channel(OBJECTS_AHEAD);
+        let wanted: Vec<_> = inputs
+            .iter()
+            .filter(|i| !i.is_parquet())
+            .filter_map(|i| match i {
+                Input::Object { store, location, .. } => Some((store.clone(), location.clone())),
+                _ => None,
+            })
+            .collect();
+        if !wanted.is_empty() {
+            handle.spawn(async move {
+                use object_store::ObjectStoreExt;
+                for (store, location) in wanted {
+                    if tx.send(store.get(&location).await).await.is_err() {
+                        return; // the run stopped reading
+                    }
+                }
+            });
+        }
+        Objects { handle, opened }
+    });
     std::thread::Builder::new()
         .name("rehydrate-read".into())
         .spawn(move || {
+            let mut objects = objects;
             let mut out = ChunkSender {
                 workers: &to_workers,
                 next: 0,
@@ -95,7 +166,12 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
             for input in &inputs {
                 stats.files.fetch_add(1, Ordering::Relaxed);
                 out.chunk = Chunk::new(&Arc::from(input.origin()));
-                match read_input(input, &stats, &mut out) {
+                let read = if input.is_parquet() {
+                    read_parquet(input, &stats, &mut out, objects.as_ref(), has_map)
+                } else {
+                    read_input(input, &stats, &mut out, objects.as_mut())
+                };
+                match read {
                     Ok(true) => {}
                     Ok(false) => return, // the consumer has gone
                     Err(e) => {
@@ -143,7 +219,7 @@ fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats) -
 
 /// Collects records into chunks and hands full chunks to the decoders, round-robin.
 struct ChunkSender<'a> {
-    workers: &'a [std::sync::mpsc::SyncSender<Result<Chunk>>],
+    workers: &'a [std::sync::mpsc::SyncSender<Result<Work>>],
     next: usize,
     batch_size: usize,
     chunk: Chunk,
@@ -173,11 +249,11 @@ impl ChunkSender<'_> {
         }
         let next = Chunk::new(&self.chunk.origin);
         let full = std::mem::replace(&mut self.chunk, next);
-        self.send(Ok(full))
+        self.send(Ok(Work::Chunk(full)))
     }
 
     /// Sends to the next decoder in turn; false when the consumer has gone.
-    fn send(&mut self, item: Result<Chunk>) -> bool {
+    fn send(&mut self, item: Result<Work>) -> bool {
         let ok = self.workers[self.next].send(item).is_ok();
         self.next = (self.next + 1) % self.workers.len();
         ok
@@ -197,12 +273,96 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Reads one input to the end. Ok(false): the consumer went away.
-fn read_input(input: &Input, stats: &Arc<SourceStats>, out: &mut ChunkSender<'_>) -> Result<bool> {
-    let path = match input {
-        Input::Stdin => std::path::PathBuf::from("<stdin>"),
-        Input::File(p) => p.clone(),
+/// Reads one Parquet input to the end, batch by batch. Ok(false): the consumer went away.
+fn read_parquet(
+    input: &Input,
+    stats: &Arc<SourceStats>,
+    out: &mut ChunkSender<'_>,
+    objects: Option<&Objects>,
+    has_map: bool,
+) -> Result<bool> {
+    let origin: Arc<str> = Arc::from(input.origin());
+    let bad = |message: String| Error::Input {
+        path: std::path::PathBuf::from(origin.as_ref()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
     };
+    if has_map {
+        return Err(bad(
+            "--map maps JSON records; a Parquet input already has the events columns: read it without --map".into(),
+        ));
+    }
+    let hive = super::parquet::hive_values(&origin);
+    let batch_size = out.batch_size;
+    let mut batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, String>>> = match input {
+        Input::File(p) => {
+            let file = File::open(p).map_err(|source| Error::Input {
+                path: p.clone(),
+                source,
+            })?;
+            stats
+                .bytes
+                .fetch_add(file.metadata().map_or(0, |m| m.len()), Ordering::Relaxed);
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| bad(format!("not a Parquet file: {e}")))?;
+            super::parquet::check_schema(builder.schema(), &hive).map_err(bad)?;
+            let reader = builder
+                .with_batch_size(batch_size)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            Box::new(reader.map(|b| b.map_err(|e| e.to_string())))
+        }
+        Input::Object {
+            store, location, size, ..
+        } => {
+            let Some(objects) = objects else {
+                return Err(bad("S3 inputs need the async runtime".into()));
+            };
+            stats.bytes.fetch_add(*size, Ordering::Relaxed);
+            let handle = objects.handle.clone();
+            // Deprecated in parquet 59.3 in favour of hand-written `AsyncFileReader`s
+            // (apache/arrow-rs#10308); it is still the reader DataFusion 55 builds on.
+            #[allow(deprecated)]
+            let reader = parquet::arrow::async_reader::ParquetObjectReader::new(store.clone(), location.clone())
+                .with_file_size(*size);
+            let builder = handle
+                .block_on(parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader))
+                .map_err(|e| bad(format!("not a Parquet object: {e}")))?;
+            super::parquet::check_schema(builder.schema(), &hive).map_err(bad)?;
+            let mut stream = builder
+                .with_batch_size(batch_size)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            Box::new(std::iter::from_fn(move || {
+                handle.block_on(stream.next()).map(|b| b.map_err(|e| e.to_string()))
+            }))
+        }
+        Input::Stdin => return Err(bad("stdin is read as JSON".into())),
+    };
+    let mut position = 1u64;
+    for batch in &mut batches {
+        let batch = batch.map_err(|e| bad(format!("reading Parquet: {e}")))?;
+        let rows = batch.num_rows() as u64;
+        let decoded = super::parquet::to_events(&batch, &origin, position, &hive).map_err(bad)?;
+        position += rows;
+        stats.records.fetch_add(rows, Ordering::Relaxed);
+        stats
+            .rejected
+            .fetch_add(decoded.rejections.len() as u64, Ordering::Relaxed);
+        if !out.send(Ok(Work::Ready(decoded))) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one input to the end. Ok(false): the consumer went away.
+fn read_input(
+    input: &Input,
+    stats: &Arc<SourceStats>,
+    out: &mut ChunkSender<'_>,
+    objects: Option<&mut Objects>,
+) -> Result<bool> {
+    let path = std::path::PathBuf::from(input.origin());
     let io_err = |source: std::io::Error| Error::Input {
         path: path.clone(),
         source,
@@ -210,6 +370,21 @@ fn read_input(input: &Input, stats: &Arc<SourceStats>, out: &mut ChunkSender<'_>
     let raw: Box<dyn Read + Send> = match input {
         Input::Stdin => Box::new(std::io::stdin()),
         Input::File(p) => Box::new(File::open(p).map_err(io_err)?),
+        Input::Object { .. } => {
+            let Some(objects) = objects else {
+                return Err(io_err(std::io::Error::other("S3 inputs need the async runtime")));
+            };
+            let opened = objects
+                .handle
+                .block_on(objects.opened.recv())
+                .ok_or_else(|| io_err(std::io::Error::other("the object was not requested")))?
+                .map_err(|e| io_err(std::io::Error::other(e)))?;
+            Box::new(ObjectRead {
+                handle: objects.handle.clone(),
+                body: opened.into_stream(),
+                current: bytes::Bytes::new(),
+            })
+        }
     };
     let mut buffered = BufReader::with_capacity(
         READ_BUFFER,
@@ -471,9 +646,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("input");
         std::fs::write(&path, content).unwrap();
-        let spec = SourceSpec::resolve(&[path.display().to_string()], None, batch_size).unwrap();
-        let stats = Arc::new(SourceStats::default());
         let rt = tokio::runtime::Runtime::new().unwrap();
+        let aws = crate::aws::AwsArgs {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            request_timeout: 30,
+        };
+        let spec = rt
+            .block_on(SourceSpec::resolve(
+                &[path.display().to_string()],
+                None,
+                batch_size,
+                &aws,
+            ))
+            .unwrap();
+        let stats = Arc::new(SourceStats::default());
         let decoded: Vec<Decoded> =
             rt.block_on(async { stream(&spec, stats.clone(), 2).map(|d| d.unwrap()).collect().await });
         let mut ids = Vec::new();

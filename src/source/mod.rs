@@ -1,9 +1,12 @@
 //! Sources: where events are read from. Each yields `events` batches in source order plus the
 //! records it had to reject, and counts what it read.
 //!
-//! Today: local files and directories, and stdin (`-`). S3 and DynamoDB sources plug in here.
+//! Local files and directories, stdin (`-`), and S3 prefixes (`s3://bucket/prefix/`): NDJSON, JSON
+//! arrays, either gzip-compressed, and Parquet whose columns follow `events`. DynamoDB sources
+//! plug in here.
 
 pub mod file;
+pub mod parquet;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,10 +58,17 @@ impl SourceStats {
 }
 
 /// An input named by `--from`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Input {
     Stdin,
     File(PathBuf),
+    /// An object of an object store (S3): `url` is its origin, `s3://bucket/key`.
+    Object {
+        url: String,
+        store: Arc<dyn object_store::ObjectStore>,
+        location: object_store::path::Path,
+        size: u64,
+    },
 }
 
 impl Input {
@@ -66,7 +76,18 @@ impl Input {
         match self {
             Input::Stdin => "<stdin>".to_owned(),
             Input::File(p) => p.display().to_string(),
+            Input::Object { url, .. } => url.clone(),
         }
+    }
+
+    /// Whether the input is Parquet, by its name.
+    pub fn is_parquet(&self) -> bool {
+        let name = match self {
+            Input::Stdin => return false,
+            Input::File(p) => p.to_string_lossy().into_owned(),
+            Input::Object { url, .. } => url.clone(),
+        };
+        name.ends_with(".parquet")
     }
 }
 
@@ -88,8 +109,74 @@ fn is_event_file(path: &Path) -> bool {
     if name.starts_with('.') {
         return false;
     }
+    is_event_name(name)
+}
+
+/// Whether a file or object name is one a directory walk or an S3 listing picks up: `*.json`,
+/// `*.ndjson`, `*.jsonl` (optionally `.gz`) and `*.parquet`, not hidden (`.…`, `_…`).
+fn is_event_name(name: &str) -> bool {
+    if name.starts_with('.') || name.starts_with('_') {
+        return false;
+    }
+    if name.ends_with(".parquet") {
+        return true;
+    }
     let name = name.strip_suffix(".gz").unwrap_or(name);
     [".json", ".ndjson", ".jsonl"].iter().any(|ext| name.ends_with(ext))
+}
+
+/// The objects `s3://bucket/prefix` names: the one object of that key, or every event object
+/// under the prefix (all list pages), in key order.
+async fn list_s3(
+    url: &str,
+    aws: &crate::aws::AwsArgs,
+    config: &mut Option<aws_config::SdkConfig>,
+) -> Result<Vec<Input>> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let rest = url.strip_prefix("s3://").unwrap_or(url);
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::usage(format!(
+            "--from {url}: name a bucket, e.g. s3://my-bucket/events/"
+        )));
+    }
+    if config.is_none() {
+        *config = Some(crate::aws::load(aws).await);
+    }
+    let store = crate::aws::s3_store(config.as_ref().expect("loaded"), bucket)?;
+    let failed = |e: object_store::Error| Error::Target {
+        target: url.to_owned(),
+        message: format!(
+            "{e}; check the bucket, the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the region (--region)"
+        ),
+    };
+    let object = |location: object_store::path::Path, size: u64| Input::Object {
+        url: format!("s3://{bucket}/{location}"),
+        store: store.clone(),
+        location,
+        size,
+    };
+    // A key that is an object is that object, whatever its name.
+    if !key.is_empty() && !key.ends_with('/') {
+        let location = object_store::path::Path::from(key);
+        match store.head(&location).await {
+            Ok(meta) => return Ok(vec![object(meta.location, meta.size)]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    let prefix = object_store::path::Path::from(key.trim_end_matches('/'));
+    let prefix = (!key.is_empty()).then_some(prefix);
+    let mut metas: Vec<object_store::ObjectMeta> = store.list(prefix.as_ref()).try_collect().await.map_err(failed)?;
+    metas.retain(|m| m.location.filename().is_some_and(is_event_name));
+    metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+    if metas.is_empty() {
+        return Err(Error::usage(format!(
+            "--from {url}: no event objects under this prefix (*.json, *.ndjson, *.jsonl, optionally .gz, or *.parquet)"
+        )));
+    }
+    Ok(metas.into_iter().map(|m| object(m.location, m.size)).collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -118,8 +205,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 impl SourceSpec {
-    /// Resolves `--from` values into inputs, checking that each exists before any work starts.
-    pub fn resolve(from: &[String], map: Option<FieldMap>, batch_size: usize) -> Result<Self> {
+    /// Resolves `--from` values into inputs, checking that each exists (listing S3 prefixes)
+    /// before any work starts.
+    pub async fn resolve(
+        from: &[String],
+        map: Option<FieldMap>,
+        batch_size: usize,
+        aws: &crate::aws::AwsArgs,
+    ) -> Result<Self> {
         if from.is_empty() {
             return Err(Error::usage(
                 "--from is required: give event files, directories, or - for stdin",
@@ -130,9 +223,10 @@ impl SourceSpec {
         }
         let mut inputs = Vec::new();
         let mut total: Option<u64> = Some(0);
+        let mut config = None;
         for f in from {
             if f == "-" {
-                if inputs.contains(&Input::Stdin) {
+                if inputs.iter().any(|i| matches!(i, Input::Stdin)) {
                     return Err(Error::usage("--from - (stdin) can be given only once"));
                 }
                 inputs.push(Input::Stdin);
@@ -140,9 +234,13 @@ impl SourceSpec {
                 continue;
             }
             if f.starts_with("s3://") {
-                return Err(Error::usage(format!(
-                    "--from {f}: S3 sources are not supported yet; download the objects (aws s3 cp --recursive) and pass the folder"
-                )));
+                for object in list_s3(f, aws, &mut config).await? {
+                    if let Input::Object { size, .. } = &object {
+                        total = total.map(|t| t + size);
+                    }
+                    inputs.push(object);
+                }
+                continue;
             }
             let path = PathBuf::from(f);
             let meta = std::fs::metadata(&path).map_err(|source| Error::Input {
@@ -154,7 +252,7 @@ impl SourceSpec {
                 walk(&path, &mut files)?;
                 if files.is_empty() {
                     return Err(Error::usage(format!(
-                        "--from {f}: the directory holds no event files (*.json, *.ndjson, *.jsonl, optionally .gz)"
+                        "--from {f}: the directory holds no event files (*.json, *.ndjson, *.jsonl, optionally .gz, or *.parquet)"
                     )));
                 }
                 for p in files {
@@ -168,6 +266,9 @@ impl SourceSpec {
         }
         let description = match inputs.as_slice() {
             [one] => one.origin(),
+            many if from.iter().any(|f| f.starts_with("s3://")) => {
+                format!("{} objects and files ({})", many.len(), from.join(", "))
+            }
             many => format!("{} files ({})", many.len(), from.join(", ")),
         };
         Ok(Self {

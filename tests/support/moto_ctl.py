@@ -8,6 +8,8 @@
     moto_ctl.py ENDPOINT recording start|get         -> moto's request recorder
     moto_ctl.py ENDPOINT table NAME KEY:TYPE[,KEY:TYPE] -> a DynamoDB table (hash key first)
     moto_ctl.py ENDPOINT scan NAME                   -> every item, as DynamoDB JSON (NDJSON)
+    moto_ctl.py ENDPOINT upload BUCKET PREFIX DIR    -> every file under DIR as PREFIX<relative path>
+    moto_ctl.py ENDPOINT keys BUCKET PREFIX          -> the object keys under PREFIX, one a line
 
 Moto quirks worked around here (seen on moto 5.2.5):
 - Lambda runs without Docker only after POST /moto-api/config {"lambda":{"use_docker":false}},
@@ -121,6 +123,30 @@ def scan(endpoint, name):
             print(json.dumps(item, ensure_ascii=False, sort_keys=True, default=lambda b: __import__("base64").b64encode(b).decode()))
 
 
+def upload(endpoint, bucket, prefix, directory):
+    import concurrent.futures
+    import os
+    s3 = client(endpoint, "s3")
+    try:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    files = [os.path.join(d, f) for d, _, fs in os.walk(directory) for f in fs]
+    def put(path):
+        key = prefix + os.path.relpath(path, directory).replace(os.sep, "/")
+        s3.upload_file(path, bucket, key)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, files))
+    print(len(files))
+
+
+def keys(endpoint, bucket, prefix):
+    s3 = client(endpoint, "s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            print(o["Key"])
+
+
 def main(argv):
     endpoint, cmd, rest = argv[0], argv[1], argv[2:]
     if cmd == "replay-target":
@@ -137,6 +163,10 @@ def main(argv):
         table(endpoint, rest[0], rest[1])
     elif cmd == "scan":
         scan(endpoint, rest[0])
+    elif cmd == "upload":
+        upload(endpoint, *rest)
+    elif cmd == "keys":
+        keys(endpoint, *rest)
     else:
         raise SystemExit(__doc__)
 
