@@ -216,8 +216,8 @@ pub struct ParquetArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// The directory to write into (created if missing).
-    #[arg(long, value_name = "DIR")]
+    /// The directory or S3 prefix (s3://bucket/prefix/) to write into.
+    #[arg(long, value_name = "DIR|S3_URL")]
     pub to: String,
     /// Hive-style partition columns (col=value/ folders), e.g. --partition-by source,detail_type.
     #[arg(long, value_delimiter = ',', value_name = "COLS")]
@@ -228,6 +228,15 @@ pub struct ParquetArgs {
     /// Files open at once at most (one per partition being written); past it the least recently written is committed (1 to 10000).
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_open_files: u32,
+    /// Start a new file once a file holds about this much (e.g. 128MB, 1GiB); row groups are a quarter of it.
+    #[arg(long, default_value = "128MB", value_name = "SIZE", value_parser = parse_size)]
+    pub target_file_size: usize,
+    /// After the run, remove the files of earlier runs in the partitions this run wrote (and only those).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Write Athena's CREATE EXTERNAL TABLE (with partition projection) for the written schema to FILE, or stdout.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub athena_ddl: Option<PathBuf>,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -608,10 +617,42 @@ impl InvokeArgs {
     }
 }
 
+/// A size: bytes, or with a unit (KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024).
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write e.g. 128MB, 1GiB or 500000"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit {other:?}; use KB, MB, GB, KiB, MiB or GiB")),
+    };
+    let bytes = n * factor;
+    if !(1024.0 * 1024.0..=64.0 * 1024.0 * 1024.0 * 1024.0).contains(&bytes) {
+        return Err(format!("{text}: must be between 1 MiB and 64 GiB"));
+    }
+    Ok(bytes as usize)
+}
+
 impl ParquetArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
-        let mut populate = ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?;
+        let mut populate = if self.to.starts_with("s3://") {
+            ParquetPopulate::new_s3(&self.to, self.partition_by.clone(), self.max_rows_per_file, &self.aws).await?
+        } else {
+            ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?
+        };
         populate.max_open_files = self.max_open_files as usize;
+        populate.target_file_bytes = self.target_file_size;
+        populate.overwrite = self.overwrite;
+        populate.athena_ddl = self.athena_ddl.clone();
         self.run.apply(
             self.source.to_spec(&self.aws).await?,
             self.filter.to_spec()?,

@@ -532,6 +532,12 @@ pub trait CommitTarget {
     /// Rows after which a unit is committed.
     fn rows_per_unit(&self) -> usize;
 
+    /// Whether a unit is full for another reason (a file's bytes), checked after each write.
+    fn unit_full(&self, unit: &str) -> bool {
+        let _ = unit;
+        false
+    }
+
     /// Units open at once at most; past it the least recently written is committed.
     fn max_open_units(&self) -> usize {
         usize::MAX
@@ -560,6 +566,13 @@ pub trait CommitTarget {
 
     /// Forgets a unit that failed.
     fn discard(&mut self, unit: &str);
+
+    /// The file or object a unit is committed as (`outcomes.object_key`), asked before its
+    /// commit.
+    fn unit_object(&self, unit: &str) -> Option<String> {
+        let _ = unit;
+        None
+    }
 
     /// Whether failed rows leave dead letters ([`CommitTarget::dead_letter`]); the driver then
     /// keeps each unit's rows until its commit is known.
@@ -637,7 +650,7 @@ pub async fn run_commits<T: CommitTarget>(
             let u = open.entry(unit.clone()).or_default();
             u.rows += rows.num_rows();
             u.pending.push((Instant::now(), keys, kept));
-            if u.rows >= target.rows_per_unit() {
+            if u.rows >= target.rows_per_unit() || target.unit_full(&unit) {
                 let u = open.remove(&unit).unwrap();
                 order.retain(|n| n != &unit);
                 commit_unit(target, ctx, &unit, u).await;
@@ -679,6 +692,7 @@ fn unit_name(unit: &str) -> String {
 async fn commit_unit<T: CommitTarget>(target: &mut T, ctx: &ActionContext, unit: &str, u: OpenUnit) {
     let policy = &ctx.send;
     let mut attempts = 0u32;
+    let object = target.unit_object(unit);
     loop {
         attempts += 1;
         ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -695,7 +709,7 @@ async fn commit_unit<T: CommitTarget>(target: &mut T, ctx: &ActionContext, unit:
         }
         match target.commit(unit).await {
             Ok(()) => {
-                report_unit(target, ctx, &u, Ok(()), attempts);
+                report_unit(target, ctx, &u, Ok(object.as_deref()), attempts);
                 return;
             }
             Err(f) if f.retryable && policy.retry.may_retry(attempts) => {
@@ -723,7 +737,7 @@ fn report_unit<T: CommitTarget>(
     target: &T,
     ctx: &ActionContext,
     u: &OpenUnit,
-    result: std::result::Result<(), &Fault>,
+    result: std::result::Result<Option<&str>, &Fault>,
     attempts: u32,
 ) {
     let now = Instant::now();
@@ -754,9 +768,12 @@ fn report_unit<T: CommitTarget>(
                 ctx.send_bulk(keys, status, |o| {
                     o.attempts = attempts;
                     o.latency_ms = latency;
-                    if let Err(f) = result {
-                        o.error_code = Some(f.code.clone());
-                        o.error_message = Some(f.message.clone());
+                    match result {
+                        Ok(object) => o.object_key = object.map(str::to_owned),
+                        Err(f) => {
+                            o.error_code = Some(f.code.clone());
+                            o.error_message = Some(f.message.clone());
+                        }
                     }
                 });
             }

@@ -104,6 +104,7 @@ impl ActionContext {
             error_code: None,
             error_message: None,
             latency_ms: None,
+            object_key: None,
         };
         fill(&mut bulk);
         self.outcomes.send(RecorderMsg::Bulk(bulk));

@@ -57,6 +57,8 @@ pub struct Outcome {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub latency_ms: Option<f64>,
+    /// The file or object that holds the event (stores written in files: Parquet).
+    pub object_key: Option<String>,
     /// The line to append to the dead-letter file, for failed events.
     pub dead_letter: Option<String>,
 }
@@ -72,6 +74,7 @@ impl Outcome {
             error_code: None,
             error_message: None,
             latency_ms: None,
+            object_key: None,
             dead_letter: None,
         }
     }
@@ -93,6 +96,7 @@ pub fn outcomes_schema() -> SchemaRef {
                 Field::new("error_code", DataType::Utf8, true),
                 Field::new("error_message", DataType::Utf8, true),
                 Field::new("latency_ms", DataType::Float64, true),
+                Field::new("object_key", DataType::Utf8, true),
             ]))
         })
         .clone()
@@ -257,6 +261,7 @@ pub struct BulkOutcome {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub latency_ms: Option<f64>,
+    pub object_key: Option<String>,
 }
 
 /// Totals the recorder counted, for the summary.
@@ -355,6 +360,7 @@ struct OutcomeBuilders {
     error_code: StringBuilder,
     error_message: StringBuilder,
     latency_ms: Float64Builder,
+    object_key: StringBuilder,
     rows: usize,
 }
 
@@ -474,6 +480,7 @@ impl RecorderState {
             repeat(b.error_code.as_deref()),
             repeat(b.error_message.as_deref()),
             Arc::new(arrow::array::Float64Array::from(vec![b.latency_ms; rows])),
+            repeat(b.object_key.as_deref()),
         ];
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
         self.writer.write(&batch)?;
@@ -559,6 +566,7 @@ impl RecorderState {
         b.error_code.append_option(o.error_code);
         b.error_message.append_option(o.error_message);
         b.latency_ms.append_option(o.latency_ms);
+        b.object_key.append_option(o.object_key);
         b.rows += 1;
         if b.rows >= OUTCOME_BATCH {
             self.flush()?;
@@ -590,6 +598,7 @@ impl RecorderState {
             Arc::new(b.error_code.finish()),
             Arc::new(b.error_message.finish()),
             Arc::new(b.latency_ms.finish()),
+            Arc::new(b.object_key.finish()),
         ];
         b.rows = 0;
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
@@ -632,7 +641,23 @@ pub fn read_log(path: &Path) -> Result<Vec<RecordBatch>> {
     let Ok(reader) = StreamReader::try_new(std::io::BufReader::new(file), None) else {
         return Ok(Vec::new());
     };
-    Ok(reader.map_while(|b| b.ok()).collect())
+    // Logs of older versions lack the later columns: they are read as nulls.
+    let schema = outcomes_schema();
+    Ok(reader
+        .map_while(|b| b.ok())
+        .filter_map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    b.column_by_name(f.name())
+                        .cloned()
+                        .unwrap_or_else(|| arrow::array::new_null_array(f.data_type(), b.num_rows()))
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).ok()
+        })
+        .collect())
 }
 
 /// Turns a run's outcomes log into `outcomes.parquet` (written under a temporary name, renamed

@@ -10,6 +10,8 @@
     moto_ctl.py ENDPOINT scan NAME                   -> every item, as DynamoDB JSON (NDJSON)
     moto_ctl.py ENDPOINT upload BUCKET PREFIX DIR    -> every file under DIR as PREFIX<relative path>
     moto_ctl.py ENDPOINT keys BUCKET PREFIX          -> the object keys under PREFIX, one a line
+    moto_ctl.py ENDPOINT download BUCKET PREFIX DIR  -> every object under PREFIX into DIR/<key>
+    moto_ctl.py ENDPOINT bucket NAME                 -> an empty bucket
 
 Moto quirks worked around here (seen on moto 5.2.5):
 - Lambda runs without Docker only after POST /moto-api/config {"lambda":{"use_docker":false}},
@@ -147,6 +149,23 @@ def keys(endpoint, bucket, prefix):
             print(o["Key"])
 
 
+def download(endpoint, bucket, prefix, directory):
+    import os
+    s3 = client(endpoint, "s3")
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            path = os.path.join(directory, o["Key"])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            s3.download_file(bucket, o["Key"], path)
+            n += 1
+    print(n)
+
+
+def bucket(endpoint, name):
+    client(endpoint, "s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+
 def main(argv):
     endpoint, cmd, rest = argv[0], argv[1], argv[2:]
     if cmd == "replay-target":
@@ -167,6 +186,10 @@ def main(argv):
         upload(endpoint, *rest)
     elif cmd == "keys":
         keys(endpoint, *rest)
+    elif cmd == "download":
+        download(endpoint, *rest)
+    elif cmd == "bucket":
+        bucket(endpoint, rest[0])
     else:
         raise SystemExit(__doc__)
 
