@@ -117,3 +117,56 @@ read -r t_nonl rss_nonl < <(measure_any nonl "$bin" populate parquet --from "$no
 rm -f "$data/storm-dead-letter.ndjson"
 printf 'rejection storm (every record rejected): %6.1f s, peak RSS %4d MB\n' "$t_storm" "$((rss_storm / 1024))"
 printf 'no newline in %4d MB:                    %6.1f s, peak RSS %4d MB\n' "$((bytes >> 20))" "$t_nonl" "$((rss_nonl / 1024))"
+
+# 3. The same job with the store on S3 (moto, on this machine): NDJSON objects -> filter ->
+#    Parquet on S3, beside the same objects read as local files and DuckDB's httpfs on the same
+#    objects. A subset of the store (S3_MB, default 256 MB, in 8 objects): moto holds objects in
+#    memory and serves them from Python, so these figures say how the readers compare on one
+#    server, not what S3 itself delivers.
+s3_mb=${S3_MB:-256}
+s3dir="$data/s3-${s3_mb}mb"
+if [ ! -d "$s3dir" ]; then
+    mkdir -p "$s3dir.tmp"
+    head -c "$((s3_mb << 20))" "$store" | head -n -1 | split -n l/8 -d --additional-suffix=.ndjson - "$s3dir.tmp/part-"
+    mv "$s3dir.tmp" "$s3dir"
+fi
+s3_bytes=$(du -cb "$s3dir"/*.ndjson | tail -1 | cut -f1)
+# DuckDB's httpfs, from PyPI (duckdb-ext-httpfs), in a virtualenv of its own: it is built for
+# DuckDB 1.4.4, older than the test virtualenv's DuckDB.
+hv="$data/httpfs-venv"
+if [ ! -x "$hv/bin/python" ]; then
+    python3 -m venv "$hv"
+    "$hv/bin/pip" install --quiet --disable-pip-version-check duckdb==1.4.4 duckdb-ext-httpfs==1.4.4.20260205
+fi
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+(cd "$data" && exec ../.venv/bin/python ../tests/support/moto_server.py -H 127.0.0.1 -p "$port") >/dev/null 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do .venv/bin/python -c "import socket; socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && break; sleep 0.1; done
+endpoint="http://127.0.0.1:$port"
+.venv/bin/python tests/support/moto_ctl.py "$endpoint" upload bench events/ "$s3dir" >/dev/null
+s3env=(env AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true)
+read -r t_s3 rss_s3 < <(measure s3 "${s3env[@]}" "$bin" populate parquet --from s3://bench/events/ --where "$ours_where" \
+    --to s3://bench/out/ --report-dir "$data/runs" --output json)
+read -r t_s3local rss_s3local < <(measure s3local "$bin" populate parquet --from "$s3dir" --where "$ours_where" \
+    --to "$out/s3local" --report-dir "$data/runs" --output json)
+cat > "$data/duckdb_httpfs_job.py" <<'PY'
+import glob, sys, duckdb
+endpoint, where = sys.argv[1:3]
+ext = glob.glob(sys.prefix + "/lib/python3*/site-packages/duckdb_ext/extensions/*/*/httpfs.duckdb_extension")[0]
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute(f"LOAD '{ext}'")
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"CREATE SECRET s3 (TYPE s3, KEY_ID 'test', SECRET 'test', REGION 'eu-west-1', ENDPOINT '{endpoint.split('://')[1]}', USE_SSL false, URL_STYLE 'path')")
+cols = {'version': 'VARCHAR', 'id': 'VARCHAR', 'detail-type': 'VARCHAR', 'source': 'VARCHAR', 'account': 'VARCHAR',
+        'time': 'TIMESTAMPTZ', 'region': 'VARCHAR', 'resources': 'VARCHAR[]', 'detail': 'JSON'}
+con.execute(f"COPY (SELECT * FROM read_json('s3://bench/events/*.ndjson', format='newline_delimited', columns={cols!r}) "
+            f"WHERE {where}) TO 's3://bench/duck/out.parquet' (FORMAT parquet, COMPRESSION zstd)")
+PY
+read -r t_s3duck rss_s3duck < <(measure s3duck "$hv/bin/python" "$data/duckdb_httpfs_job.py" "$endpoint" "$duck_where")
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.1f", b / 1048576 / t }'; }
+printf 'S3 job (%d MB in 8 objects on moto -> filter -> Parquet):\n' "$((s3_bytes >> 20))"
+printf '  rehydrate s3 -> s3:       %6.1f s %7s MB/s, peak RSS %4d MB\n' "$t_s3" "$(mbps "$s3_bytes" "$t_s3")" "$((rss_s3 / 1024))"
+printf '  rehydrate local -> local: %6.1f s %7s MB/s, peak RSS %4d MB\n' "$t_s3local" "$(mbps "$s3_bytes" "$t_s3local")" "$((rss_s3local / 1024))"
+printf '  duckdb httpfs s3 -> s3:   %6.1f s %7s MB/s, peak RSS %4d MB\n' "$t_s3duck" "$(mbps "$s3_bytes" "$t_s3duck")" "$((rss_s3duck / 1024))"
+printf '  ratio rehydrate/DuckDB on S3: %.2fx\n' "$(awk -v a="$t_s3duck" -v b="$t_s3" 'BEGIN { print a / b }')"

@@ -266,6 +266,9 @@ impl SourceSpec {
         }
         let description = match inputs.as_slice() {
             [one] => one.origin(),
+            many if from.iter().all(|f| f.starts_with("s3://")) => {
+                format!("{} objects ({})", many.len(), from.join(", "))
+            }
             many if from.iter().any(|f| f.starts_with("s3://")) => {
                 format!("{} objects and files ({})", many.len(), from.join(", "))
             }
