@@ -134,6 +134,11 @@ pub enum PopulateTarget {
         after_help = "Examples:\n  rehydrate populate opensearch --from testdata/events.ndjson --url http://localhost:9200 --index 'events-{source}-{time:%Y.%m}'\n  rehydrate populate opensearch --from export/ --query @queries/user_profiles.sql --id user_id --url https://search-shop.eu-west-1.es.amazonaws.com --aws-sigv4 es --index users\n  OPENSEARCH_USERNAME=admin OPENSEARCH_PASSWORD=… rehydrate populate opensearch --from export/ --url https://search.internal:9200 --ca-cert ca.pem --index events --op create\n\nThe document is the selected row (detail as an object); _id is --id (default: the event id), so a re-run overwrites instead of duplicating."
     )]
     Opensearch(OpenSearchArgs),
+    /// A Redshift table (Serverless or provisioned), loaded with COPY from Parquet staged on S3, through the Data API.
+    #[command(
+        after_help = "Examples:\n  rehydrate populate redshift --from s3://store/events/ --where \"source = 'com.shop.orders'\" --staging s3://my-staging/rehydrate/ --workgroup analytics --database dev --table public.orders --iam-role arn:aws:iam::123456789012:role/redshift-copy --create-table\n  rehydrate populate redshift --from export/ --query @queries/order_totals.sql --staging s3://my-staging/rh/ --cluster-id prod --db-user loader --database shop --table analytics.order_totals\n\nEach load (--load-rows rows) is one staged Parquet object and one COPY with a manifest naming exactly it; a failed COPY fails that load's events with Redshift's error."
+    )]
+    Redshift(RedshiftArgs),
 }
 
 /// Where events come from.
@@ -455,6 +460,121 @@ pub struct OpenSearchArgs {
     pub aws: AwsArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RedshiftArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Where rows are staged as Parquet before COPY: s3://bucket/prefix/ (the COPY role must read it).
+    #[arg(long, value_name = "S3_URL")]
+    pub staging: String,
+    /// Redshift Serverless workgroup.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with = "cluster_id",
+        required_unless_present = "cluster_id"
+    )]
+    pub workgroup: Option<String>,
+    /// Provisioned cluster identifier.
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<String>,
+    #[arg(long, value_name = "DB")]
+    pub database: String,
+    /// A Secrets Manager secret with the database credentials.
+    #[arg(long, value_name = "ARN", conflicts_with = "db_user")]
+    pub secret_arn: Option<String>,
+    /// A database user (temporary credentials; provisioned clusters).
+    #[arg(long, value_name = "USER")]
+    pub db_user: Option<String>,
+    /// The table: SCHEMA.TABLE (or TABLE, in public).
+    #[arg(long, value_name = "[SCHEMA.]TABLE")]
+    pub table: String,
+    /// The role COPY reads the staged files with [default: the warehouse's default IAM role].
+    #[arg(long, value_name = "ARN")]
+    pub iam_role: Option<String>,
+    /// Create the table from the selection when it does not exist (JSON text and nested values as SUPER, times as TIMESTAMPTZ).
+    #[arg(long)]
+    pub create_table: bool,
+    /// Remove a load's staged files once its COPY finished (failed loads keep theirs).
+    #[arg(long)]
+    pub cleanup_staging: bool,
+    /// Rows per load: one staged object and one COPY (1 to 100000000).
+    #[arg(long, default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub load_rows: u64,
+    /// Seconds one statement (a COPY) may run before its load counts as timed out (1 to 86400).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub statement_timeout: u64,
+    #[command(flatten)]
+    pub send: SendArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl RedshiftArgs {
+    pub async fn to_spec(&self) -> Result<RunSpec> {
+        use crate::action::redshift::{DbAuth, RedshiftPopulate, Warehouse};
+        let send = self.send.policy(1, false)?;
+        let Some(rest) = self.staging.strip_prefix("s3://") else {
+            return Err(Error::usage(format!(
+                "--staging {}: must be an S3 prefix, s3://bucket/prefix/ (COPY reads from S3)",
+                self.staging
+            )));
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::usage(format!("--staging {}: name a bucket", self.staging)));
+        }
+        let (schema, table) = match self.table.split_once('.') {
+            Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.') => (s.to_owned(), t.to_owned()),
+            None if !self.table.is_empty() => ("public".to_owned(), self.table.clone()),
+            _ => {
+                return Err(Error::usage(format!(
+                    "--table {}: write SCHEMA.TABLE or TABLE",
+                    self.table
+                )))
+            }
+        };
+        let warehouse = match (&self.workgroup, &self.cluster_id) {
+            (Some(w), _) => Warehouse::Workgroup(w.clone()),
+            (None, Some(c)) => Warehouse::Cluster(c.clone()),
+            (None, None) => return Err(Error::usage("give --workgroup NAME or --cluster-id ID")),
+        };
+        let auth = match (&self.secret_arn, &self.db_user) {
+            (Some(a), _) => DbAuth::SecretArn(a.clone()),
+            (None, Some(u)) => DbAuth::DbUser(u.clone()),
+            (None, None) if matches!(warehouse, Warehouse::Cluster(_)) => {
+                return Err(Error::usage("--cluster-id needs --secret-arn ARN or --db-user USER"))
+            }
+            (None, None) => DbAuth::Iam,
+        };
+        let source = self.source.to_spec(&self.aws).await?;
+        let filter = self.filter.to_spec()?;
+        let config = aws::connect(&self.aws, self.run.dry_run).await?;
+        let populate = RedshiftPopulate {
+            client: aws_sdk_redshiftdata::Client::new(&config),
+            warehouse,
+            database: self.database.clone(),
+            auth,
+            schema,
+            table,
+            iam_role: self.iam_role.clone(),
+            create_table: self.create_table,
+            cleanup_staging: self.cleanup_staging,
+            staging: aws::s3_store(&config, bucket)?,
+            staging_bucket: bucket.to_owned(),
+            staging_prefix: object_store::path::Path::from(key.trim_matches('/')),
+            rows_per_load: self.load_rows as usize,
+            statement_timeout: std::time::Duration::from_secs(self.statement_timeout),
+        };
+        self.run
+            .apply(source, filter, Action::Redshift(Arc::new(populate)), send)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -95,6 +95,7 @@ async fn run_spec(command: Command) -> Result<Option<run::RunSpec>> {
         Command::Populate(PopulateTarget::Postgres(args)) => args.to_spec(Dialect::Postgres).await?,
         Command::Populate(PopulateTarget::Mysql(args)) => args.to_spec(Dialect::MySql).await?,
         Command::Populate(PopulateTarget::Opensearch(args)) => args.to_spec().await?,
+        Command::Populate(PopulateTarget::Redshift(args)) => args.to_spec().await?,
         Command::Replay(args) => args.to_spec().await?,
         Command::Invoke(args) => args.to_spec().await?,
         Command::Preview(_) | Command::Report(_) | Command::Resume(_) | Command::Redrive(_) => return Ok(None),

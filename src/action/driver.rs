@@ -623,7 +623,7 @@ pub async fn run_commits<T: CommitTarget>(
         }
         let keys = ctx.keys_of(&batch);
         let data = ctx.strip_helpers(&batch)?;
-        for (unit, indices) in target.route(&data)? {
+        'units: for (unit, indices) in target.route(&data)? {
             let (rows, keys) = match &indices {
                 Some(i) => (arrow::compute::take_record_batch(&data, i)?, keys.take(i)?),
                 None => (data.clone(), keys.clone()),
@@ -634,32 +634,55 @@ pub async fn run_commits<T: CommitTarget>(
                 (Some(i), true) => Some(arrow::compute::take_record_batch(&batch, i)?),
                 (None, true) => Some(batch.clone()),
             };
-            if let Err(fault) = target.write(&unit, &rows).await {
-                let mut failed = open.remove(&unit).unwrap_or_default();
-                failed.pending.push((Instant::now(), keys, kept));
-                target.discard(&unit);
-                report_unit(target, ctx, &failed, Err(&fault), 1);
-                stop = Some(Error::Target {
-                    target: unit_name(&unit),
-                    message: format!("{}: {}", fault.code, fault.message),
-                });
-                break;
+            // A unit takes at most `rows_per_unit` rows: the rows that would pass it go to the
+            // next unit.
+            let per_unit = target.rows_per_unit().max(1);
+            let mut pieces = Vec::new();
+            let (mut offset, total) = (0, rows.num_rows());
+            let mut room = per_unit.saturating_sub(open.get(&unit).map_or(0, |u| u.rows)).max(1);
+            while offset < total {
+                let len = room.min(total - offset);
+                pieces.push((offset, len));
+                offset += len;
+                room = per_unit;
             }
-            order.retain(|n| n != &unit);
-            order.push(unit.clone());
-            let u = open.entry(unit.clone()).or_default();
-            u.rows += rows.num_rows();
-            u.pending.push((Instant::now(), keys, kept));
-            if u.rows >= target.rows_per_unit() || target.unit_full(&unit) {
-                let u = open.remove(&unit).unwrap();
+            for (offset, len) in pieces {
+                let (rows, keys, kept) = if len == total {
+                    (rows.clone(), keys.clone(), kept.clone())
+                } else {
+                    (
+                        rows.slice(offset, len),
+                        keys.slice(offset, len),
+                        kept.as_ref().map(|k| k.slice(offset, len)),
+                    )
+                };
+                if let Err(fault) = target.write(&unit, &rows).await {
+                    let mut failed = open.remove(&unit).unwrap_or_default();
+                    failed.pending.push((Instant::now(), keys, kept));
+                    target.discard(&unit);
+                    report_unit(target, ctx, &failed, Err(&fault), 1);
+                    stop = Some(Error::Target {
+                        target: unit_name(&unit),
+                        message: format!("{}: {}", fault.code, fault.message),
+                    });
+                    break 'units;
+                }
                 order.retain(|n| n != &unit);
-                commit_unit(target, ctx, &unit, u).await;
-            }
-            // Too many open (`--max-open-files`): the least recently written one is committed.
-            while open.len() > target.max_open_units() {
-                let oldest = order.remove(0);
-                if let Some(u) = open.remove(&oldest) {
-                    commit_unit(target, ctx, &oldest, u).await;
+                order.push(unit.clone());
+                let u = open.entry(unit.clone()).or_default();
+                u.rows += rows.num_rows();
+                u.pending.push((Instant::now(), keys, kept));
+                if u.rows >= per_unit || target.unit_full(&unit) {
+                    let u = open.remove(&unit).unwrap();
+                    order.retain(|n| n != &unit);
+                    commit_unit(target, ctx, &unit, u).await;
+                }
+                // Too many open (`--max-open-files`): the least recently written one is committed.
+                while open.len() > target.max_open_units() {
+                    let oldest = order.remove(0);
+                    if let Some(u) = open.remove(&oldest) {
+                        commit_unit(target, ctx, &oldest, u).await;
+                    }
                 }
             }
         }

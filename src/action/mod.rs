@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod opensearch;
 pub mod parquet;
 pub mod policy;
+pub mod redshift;
 pub mod sql;
 
 use std::sync::Arc;
@@ -168,6 +169,17 @@ impl RowKeys {
         })
     }
 
+    /// The keys of rows `offset..offset + len`.
+    pub fn slice(&self, offset: usize, len: usize) -> Self {
+        let slice = |a: &Option<ArrayRef>| a.as_ref().map(|a| a.slice(offset, len));
+        Self {
+            rows: len,
+            id: slice(&self.id),
+            origin: slice(&self.origin),
+            position: slice(&self.position),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.rows
     }
@@ -318,6 +330,7 @@ pub enum Action {
     DynamoDb(Arc<dynamodb::DynamoDbPopulate>),
     Sql(Arc<sql::SqlPopulate>),
     OpenSearch(Arc<opensearch::OpenSearchPopulate>),
+    Redshift(Arc<redshift::RedshiftPopulate>),
 }
 
 impl Action {
@@ -330,6 +343,7 @@ impl Action {
             Action::DynamoDb(d) => d.target(),
             Action::Sql(s) => s.target(),
             Action::OpenSearch(o) => o.target(),
+            Action::Redshift(r) => r.target(),
         }
     }
 
@@ -341,6 +355,7 @@ impl Action {
             Action::DynamoDb(_) => "populate dynamodb",
             Action::Sql(s) => s.command(),
             Action::OpenSearch(_) => "populate opensearch",
+            Action::Redshift(_) => "populate redshift",
         }
     }
 
@@ -363,6 +378,7 @@ impl Action {
             Action::DynamoDb(d) => d.check(schema, dry_run).await,
             Action::Sql(s) => s.check(schema, dry_run).await,
             Action::OpenSearch(o) => o.check(schema, dry_run).await,
+            Action::Redshift(r) => r.check(schema, dry_run).await,
         }
     }
 
@@ -375,6 +391,7 @@ impl Action {
             Action::DynamoDb(d) => driver::run_requests(d.as_ref(), input, ctx).await,
             Action::Sql(s) => s.run(input, ctx).await,
             Action::OpenSearch(o) => driver::run_requests(o.as_ref(), input, ctx).await,
+            Action::Redshift(r) => r.run(input, ctx).await,
         }
     }
 }

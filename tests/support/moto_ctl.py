@@ -12,6 +12,9 @@
     moto_ctl.py ENDPOINT keys BUCKET PREFIX          -> the object keys under PREFIX, one a line
     moto_ctl.py ENDPOINT download BUCKET PREFIX DIR  -> every object under PREFIX into DIR/<key>
     moto_ctl.py ENDPOINT bucket NAME                 -> an empty bucket
+    moto_ctl.py ENDPOINT statements                  -> every Redshift Data statement: JSON lines
+                                                        {Id, QueryString, Status, Error}, oldest first
+    moto_ctl.py ENDPOINT sql WORKGROUP DATABASE SQL   -> runs one Redshift Data statement
 
 Moto quirks worked around here (seen on moto 5.2.5):
 - Lambda runs without Docker only after POST /moto-api/config {"lambda":{"use_docker":false}},
@@ -166,6 +169,17 @@ def bucket(endpoint, name):
     client(endpoint, "s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
 
 
+def statements(endpoint):
+    rsd = client(endpoint, "redshift-data")
+    for st in rsd.list_statements()["Statements"]:
+        d = rsd.describe_statement(Id=st["Id"])
+        print(json.dumps({"Id": d["Id"], "QueryString": d["QueryString"], "Status": d["Status"], "Error": d.get("Error")}))
+
+
+def sql(endpoint, workgroup, database, text):
+    client(endpoint, "redshift-data").execute_statement(WorkgroupName=workgroup, Database=database, Sql=text)
+
+
 def main(argv):
     endpoint, cmd, rest = argv[0], argv[1], argv[2:]
     if cmd == "replay-target":
@@ -190,6 +204,10 @@ def main(argv):
         download(endpoint, *rest)
     elif cmd == "bucket":
         bucket(endpoint, rest[0])
+    elif cmd == "statements":
+        statements(endpoint)
+    elif cmd == "sql":
+        sql(endpoint, *rest)
     else:
         raise SystemExit(__doc__)
 
