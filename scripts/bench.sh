@@ -127,7 +127,9 @@ s3_mb=${S3_MB:-256}
 s3dir="$data/s3-${s3_mb}mb"
 if [ ! -d "$s3dir" ]; then
     mkdir -p "$s3dir.tmp"
-    head -c "$((s3_mb << 20))" "$store" | head -n -1 | split -n l/8 -d --additional-suffix=.ndjson - "$s3dir.tmp/part-"
+    head -c "$((s3_mb << 20))" "$store" | head -n -1 > "$s3dir.tmp/all"
+    split -n l/8 -d --additional-suffix=.ndjson "$s3dir.tmp/all" "$s3dir.tmp/part-"
+    rm "$s3dir.tmp/all"
     mv "$s3dir.tmp" "$s3dir"
 fi
 s3_bytes=$(du -cb "$s3dir"/*.ndjson | tail -1 | cut -f1)

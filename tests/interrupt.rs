@@ -66,18 +66,7 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill {sig}");
 }
 
-/// The first row of `sql` run by DuckDB (the independent reader), its values joined by spaces.
-fn duckdb_row(sql: &str) -> String {
-    let o = Command::new(common::servers::python())
-        .args([
-            "-c",
-            &format!("import duckdb; print(*duckdb.sql(\"{sql}\").fetchone())"),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
+use common::servers::duckdb_row;
 
 fn report(reports: &std::path::Path, sql: &str) -> String {
     let o = rehydrate(&[

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::servers::{moto, moto_ctl, python};
+use common::servers::{duckdb_row, moto, moto_ctl};
 use common::*;
 use serde_json::Value;
 
@@ -96,18 +94,7 @@ fn copy_names_the_manifest_table_and_role_and_the_manifest_names_exactly_the_sta
         "SELECT count(*), count(DISTINCT id), string_agg(DISTINCT source, ',') FROM read_parquet('{}/loads/{run_id}/*/*.parquet')",
         dir.path().display()
     );
-    let o = Command::new(python())
-        .args([
-            "-c",
-            "import duckdb, sys; print(*duckdb.sql(sys.argv[1]).fetchone())",
-            &sql,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(o.stdout).unwrap().trim(),
-        format!("{n} {n} com.shop.orders")
-    );
+    assert_eq!(duckdb_row(&sql), format!("{n} {n} com.shop.orders"));
 }
 
 #[test]

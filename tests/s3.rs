@@ -12,7 +12,7 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::servers::{moto, moto_ctl, python};
+use common::servers::{duckdb_row, moto, moto_ctl, python};
 use common::*;
 use serde_json::Value;
 
@@ -52,11 +52,7 @@ fn object_tree(dir: &std::path::Path) -> usize {
         rest.display(),
         dir.join("parquet/rest.parquet").display()
     );
-    let o = Command::new(python())
-        .args(["-c", "import duckdb, sys; duckdb.sql(sys.argv[1])", &sql])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
+    duckdb_row(&sql);
     std::fs::remove_file(&rest).unwrap();
     1030 + 1 + 1
 }
@@ -162,16 +158,7 @@ fn duckdb_difference(files: &str, filter: &str) -> String {
          SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM (SELECT * FROM written EXCEPT SELECT * FROM source)), (SELECT count(*) FROM (SELECT * FROM source EXCEPT SELECT * FROM written))",
         testdata("events.ndjson")
     );
-    let o = Command::new(python())
-        .args([
-            "-c",
-            "import duckdb, sys; duckdb.sql(\"SET TimeZone='UTC'\"); print(*duckdb.sql(sys.argv[1]).fetchone())",
-            &sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    duckdb_row(&sql)
 }
 
 #[test]
@@ -331,13 +318,5 @@ fn files_roll_over_at_the_target_size() {
         "SELECT count(*), count(DISTINCT id) FROM read_parquet('{}/*.parquet')",
         out.display()
     );
-    let o = Command::new(python())
-        .args([
-            "-c",
-            "import duckdb, sys; print(*duckdb.sql(sys.argv[1]).fetchone())",
-            &sql,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), "50000 50000");
+    assert_eq!(duckdb_row(&sql), "50000 50000");
 }

@@ -72,6 +72,22 @@ pub struct RedshiftPopulate {
     pub statement_timeout: Duration,
 }
 
+/// A Data API request addressed to the warehouse, with the database authentication (the
+/// request builders of the API share these setters but no trait).
+macro_rules! with_target {
+    ($populate:expr, $req:expr) => {{
+        let req = match &$populate.warehouse {
+            Warehouse::Workgroup(w) => $req.workgroup_name(w),
+            Warehouse::Cluster(c) => $req.cluster_identifier(c),
+        };
+        match &$populate.auth {
+            DbAuth::SecretArn(a) => req.secret_arn(a),
+            DbAuth::DbUser(u) => req.db_user(u),
+            DbAuth::Iam => req,
+        }
+    }};
+}
+
 /// A quoted identifier (`"orders"`).
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -133,17 +149,8 @@ impl RedshiftPopulate {
                 format!("the statement is {} bytes; the Data API takes 100 KB", sql.len()),
             ));
         }
-        let mut req = self.client.execute_statement().sql(sql).database(&self.database);
-        req = match &self.warehouse {
-            Warehouse::Workgroup(w) => req.workgroup_name(w),
-            Warehouse::Cluster(c) => req.cluster_identifier(c),
-        };
-        req = match &self.auth {
-            DbAuth::SecretArn(a) => req.secret_arn(a),
-            DbAuth::DbUser(u) => req.db_user(u),
-            DbAuth::Iam => req,
-        };
-        let started = req.send().await.map_err(|e| classify_sdk(&e))?;
+        let req = self.client.execute_statement().sql(sql).database(&self.database);
+        let started = with_target!(self, req).send().await.map_err(|e| classify_sdk(&e))?;
         let id = started
             .id()
             .ok_or_else(|| Fault::permanent("NoStatementId", "ExecuteStatement answered without an Id"))?
@@ -231,22 +238,13 @@ impl RedshiftPopulate {
                 message: format!("creating the table failed: {}: {}", f.code, f.message),
             });
         }
-        let mut req = self
+        let req = self
             .client
             .describe_table()
             .database(&self.database)
             .schema(&self.schema)
             .table(&self.table);
-        req = match &self.warehouse {
-            Warehouse::Workgroup(w) => req.workgroup_name(w),
-            Warehouse::Cluster(c) => req.cluster_identifier(c),
-        };
-        req = match &self.auth {
-            DbAuth::SecretArn(a) => req.secret_arn(a),
-            DbAuth::DbUser(u) => req.db_user(u),
-            DbAuth::Iam => req,
-        };
-        let described = req.send().await.map_err(|e| {
+        let described = with_target!(self, req).send().await.map_err(|e| {
             let f = classify_sdk(&e);
             Error::Target {
                 target: target(),

@@ -202,3 +202,18 @@ pub fn os_ctl(url: &str, args: &[&str]) -> String {
     );
     String::from_utf8(o.stdout).unwrap()
 }
+
+/// The first row of `sql` run by DuckDB (the independent reader; session time zone UTC), its
+/// values joined by spaces.
+pub fn duckdb_row(sql: &str) -> String {
+    let o = Command::new(python())
+        .args([
+            "-c",
+            "import duckdb, sys; duckdb.sql(\"SET TimeZone='UTC'\"); r = duckdb.sql(sys.argv[1]); print(*(r.fetchone() if r else ()))",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "duckdb: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
