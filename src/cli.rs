@@ -109,7 +109,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum PopulateTarget {
-    /// Parquet files (zstd) under a directory, optionally Hive-partitioned, for Athena, DuckDB, Spark.
+    /// Parquet files (zstd) under a directory or an S3 prefix, optionally Hive-partitioned, for Athena, DuckDB, Spark.
     #[command(
         after_help = "Example:\n  rehydrate populate parquet --from testdata/events.ndjson --to out/events --partition-by source"
     )]

@@ -713,8 +713,11 @@ impl OpenSearchPopulate {
                 message: request_fault(status, &body, "the server").message,
             }),
             Err(f) => Err(Error::Target {
-                target: self.connection.base.clone(),
-                message: format!("{}: {}", f.code, f.message),
+                target: format!("--url {}", self.connection.base),
+                message: format!(
+                    "{}: {}; check the URL and that the server is up (nothing was read or written)",
+                    f.code, f.message
+                ),
             }),
         }
     }
