@@ -732,6 +732,7 @@ impl InvokeArgs {
             function: self.function.clone(),
             invocation: self.invocation_type,
             max_request_bytes,
+            delivery: Default::default(),
         };
         self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send)
     }

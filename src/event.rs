@@ -718,6 +718,13 @@ impl<'b> EnvelopeReader<'b> {
 
     /// The event in `row` as EventBridge delivers it to a target: `detail` as an object.
     pub fn envelope_json(&self, row: usize) -> String {
+        self.envelope_json_with(row, None)
+    }
+
+    /// The envelope as EventBridge delivers it: `delivery` (account, region) fills the fields
+    /// the store lacks, as EventBridge fills them from the bus; `version` is "0" and
+    /// `resources` `[]` when absent, so every envelope has its nine fields (`time` when known).
+    pub fn envelope_json_with(&self, row: usize, delivery: Option<(&str, &str)>) -> String {
         let mut out = String::with_capacity(512);
         out.push('{');
         let mut first = true;
@@ -740,7 +747,7 @@ impl<'b> EnvelopeReader<'b> {
         put(&mut out, "id", opt(ID));
         put(&mut out, "detail-type", opt(DETAIL_TYPE));
         put(&mut out, "source", opt(SOURCE));
-        put(&mut out, "account", opt(ACCOUNT));
+        put(&mut out, "account", opt(ACCOUNT).or(delivery.map(|d| d.0)));
         let time = self
             .batch
             .column_by_name(TIME)
@@ -748,7 +755,7 @@ impl<'b> EnvelopeReader<'b> {
             .as_primitive::<TimestampMillisecondType>();
         let time_text = time.is_valid(row).then(|| format_time(time.value(row)));
         put(&mut out, "time", time_text.as_deref());
-        put(&mut out, "region", opt(REGION));
+        put(&mut out, "region", opt(REGION).or(delivery.map(|d| d.1)));
         out.push_str(",\"resources\":[");
         let resources = self.batch.column_by_name(RESOURCES).unwrap().as_list::<i32>();
         let items = resources.value(row);

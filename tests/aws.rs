@@ -1157,3 +1157,56 @@ fn redrive_sends_exactly_the_failed_and_rejected_events_again() {
     assert_eq!(after.len() - payloads.len(), 3, "{third:?}");
     assert_eq!(third, failed_ids);
 }
+
+#[test]
+fn every_invoke_payload_has_the_nine_envelope_fields_even_when_the_store_lacks_some() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["function", "projector"]);
+    moto_ctl(&moto.url, &["recording", "start"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sparse.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"id":"bare","source":"com.shop.orders","detail-type":"OrderPlaced","time":"2026-03-01T10:00:00Z","detail":{"orderId":"O-1"}}"#,
+            "\n",
+            r#"{"id":"full","version":"0","source":"com.shop.orders","detail-type":"OrderPlaced","account":"999999999999","region":"us-west-2","time":"2026-03-01T10:00:01Z","resources":["arn:x"],"detail":{"orderId":"O-2"}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    run_aws(
+        &["invoke", "--from", file.to_str().unwrap(), "--function", "projector"],
+        &moto.url,
+        0,
+    );
+    let payloads = invoke_payloads(&moto.url, "projector");
+    assert_eq!(payloads.len(), 2);
+    let nine = [
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    ];
+    for p in &payloads {
+        let mut keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        let mut want = nine.to_vec();
+        want.sort();
+        assert_eq!(keys, want, "{p}");
+    }
+    // What the store lacks comes from the function's ARN (moto's account, the region), as
+    // EventBridge fills it from the bus; what it has is kept.
+    assert_eq!(payloads[0]["account"], "123456789012");
+    assert_eq!(payloads[0]["region"], "eu-west-1");
+    assert_eq!(payloads[0]["version"], "0");
+    assert_eq!(payloads[0]["resources"], serde_json::json!([]));
+    assert_eq!(payloads[1]["account"], "999999999999");
+    assert_eq!(payloads[1]["region"], "us-west-2");
+    assert_eq!(payloads[1]["resources"], serde_json::json!(["arn:x"]));
+}

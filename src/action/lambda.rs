@@ -45,11 +45,62 @@ pub struct LambdaInvoke {
     pub invocation: Invocation,
     /// At most the invocation type's limit.
     pub max_request_bytes: usize,
+    /// The account and region of the function, for events stored without them (set by
+    /// [`LambdaInvoke::check`]).
+    pub delivery: std::sync::OnceLock<(String, String)>,
+}
+
+/// The account and region of a Lambda ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).
+fn account_region(arn: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "lambda", region, account, ..] if !region.is_empty() && !account.is_empty() => {
+            Some(((*account).to_owned(), (*region).to_owned()))
+        }
+        _ => None,
+    }
 }
 
 impl LambdaInvoke {
     pub fn target(&self) -> String {
         format!("lambda:{}", self.function)
+    }
+
+    /// Finds the function's account and region (from its ARN, or GetFunction for a name) before
+    /// the run: an event stored without `account` or `region` is delivered with them, as
+    /// EventBridge delivers it. A function that does not exist stops the run here.
+    pub async fn check(&self, dry_run: bool) -> Result<()> {
+        if let Some(d) = account_region(&self.function) {
+            let _ = self.delivery.set(d);
+            return Ok(());
+        }
+        if dry_run {
+            return Ok(());
+        }
+        let found = self
+            .client
+            .get_function()
+            .function_name(&self.function)
+            .send()
+            .await
+            .map_err(|e| {
+                let f = classify_sdk(&e);
+                crate::Error::Target {
+                    target: format!("lambda:{}", self.function),
+                    message: format!(
+                        "{}: {}; check --function (a name, an ARN, or name:alias) and the region",
+                        f.code, f.message
+                    ),
+                }
+            })?;
+        if let Some(d) = found
+            .configuration()
+            .and_then(|c| c.function_arn())
+            .and_then(account_region)
+        {
+            let _ = self.delivery.set(d);
+        }
+        Ok(())
     }
 }
 
@@ -75,7 +126,8 @@ impl RequestTarget for LambdaInvoke {
         let reader = ctx.whole_events(rows, "invoke")?;
         Ok((0..rows.num_rows())
             .map(|row| {
-                let payload = reader.envelope_json(row);
+                let delivery = self.delivery.get().map(|(a, r)| (a.as_str(), r.as_str()));
+                let payload = reader.envelope_json_with(row, delivery);
                 Ok(Prepared {
                     size: payload.len(),
                     item: payload,

@@ -374,7 +374,10 @@ impl Action {
         match self {
             Action::Parquet(p) => p.check(schema),
             Action::Replay(_) => whole("replay"),
-            Action::Invoke(_) => whole("invoke"),
+            Action::Invoke(i) => {
+                whole("invoke")?;
+                i.check(dry_run).await
+            }
             Action::DynamoDb(d) => d.check(schema, dry_run).await,
             Action::Sql(s) => s.check(schema, dry_run).await,
             Action::OpenSearch(o) => o.check(schema, dry_run).await,
