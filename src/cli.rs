@@ -111,7 +111,7 @@ pub enum Command {
 pub enum PopulateTarget {
     /// Parquet files (zstd) under a directory or an S3 prefix, optionally Hive-partitioned, for Athena, DuckDB, Spark.
     #[command(
-        after_help = "Example:\n  rehydrate populate parquet --from testdata/events.ndjson --to out/events --partition-by source"
+        after_help = "Examples:\n  rehydrate populate parquet --from testdata/events.ndjson --to out/events --partition-by source\n  rehydrate populate parquet --from s3://store/events/ --to s3://lake/events/ --partition-by source,date --athena-ddl events.sql\n  rehydrate populate parquet --from s3://store/events/ --where \"time >= '2026-03-01'\" --to s3://lake/events/ --partition-by date --overwrite\n\ndate and hour partitions are derived from time (UTC); --overwrite replaces, after the run, only the partitions it wrote."
     )]
     Parquet(ParquetArgs),
     /// Items in a DynamoDB table (BatchWriteItem); columns become attributes, detail a map.
@@ -773,6 +773,11 @@ impl ParquetArgs {
         populate.max_open_files = self.max_open_files as usize;
         populate.target_file_bytes = self.target_file_size;
         populate.overwrite = self.overwrite;
+        if self.athena_ddl.as_deref().is_some_and(|p| p.as_os_str() == "-") && self.run.output == OutputFormat::Json {
+            return Err(Error::usage(
+                "--athena-ddl without a FILE prints to stdout, where --output json writes the summary: give --athena-ddl FILE",
+            ));
+        }
         populate.athena_ddl = self.athena_ddl.clone();
         self.run.apply(
             self.source.to_spec(&self.aws).await?,

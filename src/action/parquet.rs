@@ -182,10 +182,14 @@ impl ParquetPopulate {
         let file_schema = strip_columns(&RecordBatch::new_empty(data_schema), &self.partition_by)?.schema();
         if let Some(path) = &self.athena_ddl {
             let ddl = athena_ddl(&file_schema, &self.partition_by, &self.url);
-            std::fs::write(path, ddl).map_err(|source| Error::Input {
-                path: path.clone(),
-                source,
-            })?;
+            if path.as_os_str() == "-" {
+                print!("{ddl}");
+            } else {
+                std::fs::write(path, ddl).map_err(|source| Error::Input {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
         }
         let mut sink = ParquetSink {
             populate: self,
