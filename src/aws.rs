@@ -137,6 +137,20 @@ impl object_store::CredentialProvider for CachedCredentials {
     }
 }
 
+/// The bucket and key of `s3://bucket/key` given to `flag`, or a usage error that says what to
+/// write.
+pub fn s3_location<'a>(flag: &str, url: &'a str) -> crate::Result<(&'a str, &'a str)> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| crate::Error::usage(format!("{flag} {url}: must be an S3 prefix, s3://bucket/prefix/")))?;
+    match rest.split_once('/').unwrap_or((rest, "")) {
+        ("", _) => Err(crate::Error::usage(format!(
+            "{flag} {url}: name a bucket, e.g. s3://my-bucket/events/"
+        ))),
+        (bucket, key) => Ok((bucket, key)),
+    }
+}
+
 /// An S3 bucket as an object store, from the same configuration as every SDK client: the
 /// credential chain, the region, and the endpoint (`--endpoint-url`, `AWS_ENDPOINT_URL_S3`,
 /// `AWS_ENDPOINT_URL`). A custom endpoint (an emulator, MinIO) is addressed path-style.

@@ -520,16 +520,7 @@ impl RedshiftArgs {
     pub async fn to_spec(&self) -> Result<RunSpec> {
         use crate::action::redshift::{DbAuth, RedshiftPopulate, Warehouse};
         let send = self.send.policy(1, false)?;
-        let Some(rest) = self.staging.strip_prefix("s3://") else {
-            return Err(Error::usage(format!(
-                "--staging {}: must be an S3 prefix, s3://bucket/prefix/ (COPY reads from S3)",
-                self.staging
-            )));
-        };
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::usage(format!("--staging {}: name a bucket", self.staging)));
-        }
+        let (bucket, key) = aws::s3_location("--staging", &self.staging)?;
         let (schema, table) = match self.table.split_once('.') {
             Some((s, t)) if !s.is_empty() && !t.is_empty() && !t.contains('.') => (s.to_owned(), t.to_owned()),
             None if !self.table.is_empty() => ("public".to_owned(), self.table.clone()),

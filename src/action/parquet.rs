@@ -47,6 +47,9 @@ pub struct ParquetPopulate {
     prefix: StorePath,
     /// The prefix as a URL (`s3://bucket/prefix/`, `file:///dir/`), for object keys and DDL.
     url: String,
+    /// What an object's key is prefixed with to name it (`s3://bucket`; nothing locally, where
+    /// the key is the absolute path without its leading `/`).
+    object_base: String,
     /// An object store whose uploads appear only when complete (S3): no rename at commit.
     atomic_put: bool,
     /// Commit a file once this many bytes are written (`--target-file-size`).
@@ -70,13 +73,7 @@ impl ParquetPopulate {
         max_rows_per_file: usize,
         aws: &crate::aws::AwsArgs,
     ) -> Result<Self> {
-        let rest = to.strip_prefix("s3://").unwrap_or(to);
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::usage(format!(
-                "--to {to}: name a bucket, e.g. s3://my-bucket/events/"
-            )));
-        }
+        let (bucket, key) = crate::aws::s3_location("--to", to)?;
         if max_rows_per_file == 0 {
             return Err(Error::usage("--max-rows-per-file must be at least 1"));
         }
@@ -93,6 +90,7 @@ impl ParquetPopulate {
             store,
             prefix: StorePath::from(key),
             url,
+            object_base: format!("s3://{bucket}"),
             atomic_put: true,
             partition_by,
             max_rows_per_file,
@@ -136,6 +134,7 @@ impl ParquetPopulate {
             store: Arc::new(LocalFileSystem::new()),
             url: format!("file://{}/", absolute.display().to_string().trim_end_matches('/')),
             prefix,
+            object_base: String::new(),
             atomic_put: false,
             target_file_bytes: DEFAULT_TARGET_FILE_BYTES,
             overwrite: false,
@@ -363,20 +362,7 @@ impl driver::CommitTarget for ParquetSink<'_> {
 
     fn unit_object(&self, unit: &str) -> Option<String> {
         let file = self.open.get(unit)?;
-        let key = file.final_path.as_ref();
-        Some(match self.populate.atomic_put {
-            true => {
-                let bucket = self
-                    .populate
-                    .url
-                    .trim_start_matches("s3://")
-                    .split('/')
-                    .next()
-                    .unwrap_or("");
-                format!("s3://{bucket}/{key}")
-            }
-            false => format!("/{key}"),
-        })
+        Some(format!("{}/{}", self.populate.object_base, file.final_path))
     }
 
     async fn commit(&mut self, unit: &str) -> Result<(), Fault> {

@@ -134,13 +134,7 @@ async fn list_s3(
 ) -> Result<Vec<Input>> {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
-    let rest = url.strip_prefix("s3://").unwrap_or(url);
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(Error::usage(format!(
-            "--from {url}: name a bucket, e.g. s3://my-bucket/events/"
-        )));
-    }
+    let (bucket, key) = crate::aws::s3_location("--from", url)?;
     if config.is_none() {
         *config = Some(crate::aws::load(aws).await);
     }
