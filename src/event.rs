@@ -15,7 +15,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMi
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
@@ -195,6 +194,23 @@ impl FieldMap {
     fn path(&self, field: EnvelopeField) -> Option<&[String]> {
         self.paths.iter().find(|(f, _)| *f == field).map(|(_, p)| p.as_slice())
     }
+
+    /// The top-level attributes the mapping (or, without one, the envelope) reads, or `None`
+    /// when it reads the whole record (`detail` unmapped under `--map`, or a path of `.`).
+    pub fn attributes(map: Option<&FieldMap>) -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for field in EnvelopeField::ALL {
+            let first = match map.and_then(|m| m.path(field)) {
+                Some([]) => return None,
+                Some(path) => path[0].clone(),
+                None => field.json_name().to_owned(),
+            };
+            if !out.contains(&first) {
+                out.push(first);
+            }
+        }
+        Some(out)
+    }
 }
 
 /// The envelope as written: every field kept as raw JSON text so that errors can name the field
@@ -357,8 +373,7 @@ impl BatchDecoder {
                 }
             },
             Some(map) => {
-                let value: Value = serde_json::from_str(text).map_err(json_error)?;
-                let owned = decode_mapped(&value, map)?;
+                let owned = decode_mapped(text, map)?;
                 self.append(owned, origin, position, text);
                 return Ok(());
             }
@@ -572,30 +587,43 @@ fn decode_raw(raw: RawEnvelope<'_>) -> Result<Decoded<'_>, String> {
     })
 }
 
-fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter().try_fold(value, |v, key| match v {
-        Value::Object(m) => m.get(key),
-        Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })
+/// The value at `path` in a record, as the record's own text: numbers keep every digit and
+/// objects their key order (nothing is re-serialised).
+fn lookup<'a>(record: &'a RawValue, path: &[String]) -> Result<Option<&'a RawValue>, String> {
+    let mut current = record;
+    for key in path {
+        let text = current.get();
+        let next = match text.as_bytes().first() {
+            Some(b'{') => {
+                let fields: std::collections::HashMap<Cow<'a, str>, &'a RawValue> =
+                    serde_json::from_str(text).map_err(json_error)?;
+                fields.get(key.as_str()).copied()
+            }
+            Some(b'[') => {
+                let items: Vec<&'a RawValue> = serde_json::from_str(text).map_err(json_error)?;
+                key.parse::<usize>().ok().and_then(|i| items.get(i).copied())
+            }
+            _ => None,
+        };
+        match next {
+            Some(n) => current = n,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
 }
 
-fn decode_mapped(value: &Value, map: &FieldMap) -> Result<Decoded<'static>, String> {
-    // Each mapped value is turned back into JSON text and read by the same functions as the
+fn decode_mapped(text: &str, map: &FieldMap) -> Result<Decoded<'static>, String> {
+    // Each mapped value is read, as the record's own JSON text, by the same functions as the
     // envelope, so both paths accept and reject exactly the same things.
-    let mut texts: Vec<Option<Box<RawValue>>> = Vec::with_capacity(EnvelopeField::ALL.len());
+    let record: &RawValue = serde_json::from_str(text).map_err(json_error)?;
+    let mut texts: Vec<Option<&RawValue>> = Vec::with_capacity(EnvelopeField::ALL.len());
     for field in EnvelopeField::ALL {
-        let path: Vec<String> = match map.path(field) {
-            Some(p) => p.to_vec(),
-            None => vec![field.json_name().to_owned()],
-        };
-        let found = lookup(value, &path);
-        texts.push(match found {
-            Some(v) => Some(serde_json::value::to_raw_value(v).map_err(|e| e.to_string())?),
-            None => None,
-        });
+        let default = [field.json_name().to_owned()];
+        let path: &[String] = map.path(field).unwrap_or(&default);
+        texts.push(lookup(record, path)?);
     }
-    let get = |f: EnvelopeField| texts[f as usize].as_deref();
+    let get = |f: EnvelopeField| texts[f as usize];
     let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
     let path_name = |f: EnvelopeField| match map.path(f) {
         Some([]) => ".".to_owned(),
@@ -785,6 +813,7 @@ pub fn format_time(ms: i64) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
+    use serde_json::Value;
 
     fn decode(line: &str, map: Option<FieldMap>) -> Result<RecordBatch, String> {
         let mut d = BatchDecoder::new(map.map(Arc::new), 4);
