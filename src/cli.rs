@@ -144,7 +144,7 @@ pub enum PopulateTarget {
 /// Where events come from.
 #[derive(Debug, Args)]
 pub struct SourceArgs {
-    /// Event files or directories (NDJSON or a JSON array, optionally .gz; Parquet), S3 prefixes (s3://bucket/prefix/), or - for stdin.
+    /// Event files or directories (NDJSON or a JSON array, optionally .gz; Parquet), S3 prefixes (s3://bucket/prefix/), a DynamoDB table (dynamodb://TABLE), a DynamoDB export (dynamodb-export://bucket/prefix/AWSDynamoDB/EXPORT-ID/), or - for stdin.
     #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     pub from: Vec<String>,
     /// Read records of another shape: FIELD=PATH, e.g. detail-type=eventType, time=meta.createdAt, detail=payload.
@@ -153,6 +153,18 @@ pub struct SourceArgs {
     /// Events per Arrow batch (1 to 1048576).
     #[arg(long, default_value_t = 8192, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub batch_size: u32,
+    /// DynamoDB scan: parallel Scan segments (1 to 1000000; default one per 2 GB of table, from DescribeTable).
+    #[arg(long, value_name = "N", help_heading = "DynamoDB table source")]
+    pub segments: Option<u32>,
+    /// DynamoDB scan: strongly consistent reads (twice the read capacity).
+    #[arg(long, help_heading = "DynamoDB table source")]
+    pub consistent_read: bool,
+    /// DynamoDB scan: at most this many read capacity units a second (from ConsumedCapacity), over all segments.
+    #[arg(long, value_name = "RCU", help_heading = "DynamoDB table source")]
+    pub read_rate: Option<f64>,
+    /// DynamoDB scan: items per Scan page (Scan's Limit, 1 to 1000000; default: as many as fit in DynamoDB's 1 MB page).
+    #[arg(long, value_name = "N", help_heading = "DynamoDB table source", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub page_items: Option<u32>,
 }
 
 /// Which events are selected.
@@ -606,7 +618,13 @@ impl SourceArgs {
     /// profile and endpoint), before any work starts.
     pub async fn to_spec(&self, aws: &AwsArgs) -> Result<SourceSpec> {
         let map = FieldMap::parse(&self.map)?;
-        SourceSpec::resolve(&self.from, map, self.batch_size as usize, aws).await
+        let scan = crate::source::dynamodb::ScanOptions {
+            segments: self.segments,
+            consistent_read: self.consistent_read,
+            read_rate: self.read_rate,
+            page_items: self.page_items,
+        };
+        SourceSpec::resolve(&self.from, map, self.batch_size as usize, aws, &scan).await
     }
 }
 

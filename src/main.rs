@@ -82,6 +82,18 @@ async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result
             r.in_flight.events, r.run_id
         );
     }
+    if !r.starts.is_empty() {
+        let complete = r
+            .starts
+            .values()
+            .filter(|s| matches!(s, rehydrate::source::Start::Complete))
+            .count();
+        eprintln!(
+            "rehydrate: {complete} of the origins read before are settled and not read again; {} start at their last checkpoint",
+            r.starts.len() - complete
+        );
+    }
+    spec.source.starts = std::sync::Arc::new(r.starts);
     spec.in_flight = Some(std::sync::Arc::new(r.in_flight));
     spec.resume = Some((r.run_id, std::sync::Arc::new(r.done), redrive));
     run::execute(spec).await

@@ -171,7 +171,12 @@ pub struct InFlightLog {
 
 impl InFlightLog {
     pub fn create(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(IN_FLIGHT_LOG);
+        Self::create_named(run_dir, IN_FLIGHT_LOG)
+    }
+
+    /// A log of the same ranges under another name ([`MATCHED_LOG`]).
+    pub fn create_named(run_dir: &Path, name: &str) -> Result<Self> {
+        let path = run_dir.join(name);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -222,26 +227,181 @@ impl InFlightLog {
     }
 }
 
+/// The events the filter passed on to the action, per run: `matched.ndjson`, one line per batch,
+/// written before the action sees the batch (the in-flight log's format, always `sent`).
+pub const MATCHED_LOG: &str = "matched.ndjson";
+
+/// The checkpoints the source passed, per run: `checkpoints.ndjson`, one line per mark with the
+/// number (`seq`) of the decoded slice it came in; slices reach the filter in that order.
+pub const CHECKPOINT_LOG: &str = "checkpoints.ndjson";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointLine {
+    seq: u64,
+    mark: crate::source::Mark,
+}
+
+/// Appends the checkpoints of each decoded slice as the filter takes it.
+pub struct CheckpointLog {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl CheckpointLog {
+    pub fn create(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(CHECKPOINT_LOG);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Report {
+                path,
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    pub fn write(&self, seq: u64, marks: &[crate::source::Mark]) {
+        use std::io::Write;
+        let mut text = String::new();
+        for mark in marks {
+            let line = CheckpointLine {
+                seq,
+                mark: mark.clone(),
+            };
+            if let Ok(l) = serde_json::to_string(&line) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(text.as_bytes()) {
+            tracing::warn!("cannot write {CHECKPOINT_LOG}: {e}; a resume will read those origins from their start");
+        }
+    }
+}
+
+/// Reads a ranges log (in flight or matched): marks added, clears removed.
+fn read_ranges(dir: &Path, name: &str) -> Done {
+    let mut marked = Done::default();
+    let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+        return marked;
+    };
+    // A line cut off by the kill is ignored.
+    for line in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<InFlightLine>(l).ok())
+    {
+        for (a, b) in line.ranges {
+            if line.sent {
+                marked.insert(&line.origin, a, b);
+            } else {
+                marked.remove(&line.origin, a, b);
+            }
+        }
+    }
+    marked
+}
+
+/// Where a resumed run starts each origin, from the checkpoints of the runs before it.
+///
+/// Slices of the source reach the filter in the order of their numbers, and the filter keeps
+/// that order (a run whose selection reorders writes no checkpoints). So once an event of slice
+/// `s` reached the action, every slice before `s` has been through the filter. A page of an
+/// origin (from one checkpoint to the next) is settled when the filter is past the slice that
+/// begins the next page and every event of the page it passed has a final outcome: the page's
+/// other events were filtered out. A run starts each origin at its first page that is not
+/// settled, and leaves out an origin whose every page is.
+pub fn starts_of(run_dirs: &[PathBuf], done: &Done) -> HashMap<String, crate::source::Start> {
+    use crate::source::Start;
+    let mut best: HashMap<String, Start> = HashMap::new();
+    for dir in run_dirs {
+        let Ok(text) = std::fs::read_to_string(dir.join(CHECKPOINT_LOG)) else {
+            continue;
+        };
+        let mut by_origin: HashMap<String, Vec<(u64, crate::source::Mark)>> = HashMap::new();
+        for line in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<CheckpointLine>(l).ok())
+        {
+            by_origin
+                .entry(line.mark.origin.to_string())
+                .or_default()
+                .push((line.seq, line.mark));
+        }
+        let matched = read_ranges(dir, MATCHED_LOG);
+        // How far the filter got: the slice of the furthest event that reached the action, at
+        // least (an origin's events after its last checkpoint count as that checkpoint's slice).
+        let mut passed: Option<u64> = None;
+        for (origin, ranges) in &matched.ranges {
+            let Some(marks) = by_origin.get(origin) else {
+                continue;
+            };
+            for &(_, b) in ranges {
+                let seq = marks
+                    .iter()
+                    .filter(|(_, m)| !m.end && m.position <= b)
+                    .map(|(s, _)| *s)
+                    .max();
+                passed = passed.max(seq);
+            }
+        }
+        for (origin, marks) in by_origin {
+            let mut start = Start::At {
+                position: marks[0].1.position,
+                key: marks[0].1.key.clone(),
+            };
+            for pair in marks.windows(2) {
+                let ((_, page), (next_seq, next)) = (&pair[0], &pair[1]);
+                let through = passed.is_some_and(|p| p >= *next_seq);
+                let all_done = matched.ranges.get(&origin).is_none_or(|ranges| {
+                    ranges
+                        .iter()
+                        .filter_map(|&(a, b)| {
+                            let (a, b) = (a.max(page.position), b.min(next.position.saturating_sub(1)));
+                            (a <= b).then_some((a, b))
+                        })
+                        .all(|(a, b)| (a..=b).all(|p| done.contains(&origin, p)))
+                });
+                if !(through && all_done) {
+                    break;
+                }
+                start = if next.end {
+                    Start::Complete
+                } else {
+                    Start::At {
+                        position: next.position,
+                        key: next.key.clone(),
+                    }
+                };
+            }
+            let further = match (best.get(&origin), &start) {
+                (None, _) => true,
+                (Some(Start::Complete), _) => false,
+                (Some(_), Start::Complete) => true,
+                (Some(Start::At { position: a, .. }), Start::At { position: b, .. }) => b > a,
+            };
+            if further {
+                best.insert(origin, start);
+            }
+        }
+    }
+    best
+}
+
 /// The events a run (and the runs it resumed) had out when it stopped: marked in flight and
 /// without a final outcome in `done`.
 fn in_flight_of(run_dirs: &[PathBuf], done: &Done) -> Done {
     let mut marked = Done::default();
     for dir in run_dirs {
-        let Ok(text) = std::fs::read_to_string(dir.join(IN_FLIGHT_LOG)) else {
-            continue;
-        };
-        // A line cut off by the kill is ignored: it was written before its request went out,
-        // so that request never left.
-        for line in text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<InFlightLine>(l).ok())
-        {
-            for (a, b) in line.ranges {
-                if line.sent {
-                    marked.insert(&line.origin, a, b);
-                } else {
-                    marked.remove(&line.origin, a, b);
-                }
+        // A line cut off by the kill was written before its request went out: it never left.
+        for (origin, ranges) in read_ranges(dir, IN_FLIGHT_LOG).ranges {
+            for (a, b) in ranges {
+                marked.insert(&origin, a, b);
             }
         }
     }
@@ -258,6 +418,8 @@ pub struct Resume {
     /// The events that were in flight when the run stopped (delivery unknown); a resume sends
     /// them again and counts that earlier attempt.
     pub in_flight: Done,
+    /// Where each origin starts again (resume only).
+    pub starts: HashMap<String, crate::source::Start>,
 }
 
 /// Loads run `run_id` under `report_dir` for resuming (`redrive` false: every event with an
@@ -306,10 +468,10 @@ pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
     }
     let done = Done::from_positions(positions);
     // (A re-drive takes only events with a final outcome: none of them is in doubt.)
-    let in_flight = if redrive {
-        Done::default()
+    let (in_flight, starts) = if redrive {
+        (Done::default(), HashMap::new())
     } else {
-        in_flight_of(&dirs, &done)
+        (in_flight_of(&dirs, &done), starts_of(&dirs, &done))
     };
     Ok(Resume {
         run_id: run_id.to_owned(),
@@ -317,6 +479,7 @@ pub fn load(report_dir: &Path, run_id: &str, redrive: bool) -> Result<Resume> {
         done,
         redrive,
         in_flight,
+        starts,
     })
 }
 

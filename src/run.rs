@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -19,7 +19,7 @@ use crate::filter::{self, FilterSpec};
 use crate::progress::Progress;
 use crate::report::query::{print_batches, TableFormat};
 use crate::report::{self, Recorder, RecorderMsg, RunSummary};
-use crate::source::{file, SourceSpec, SourceStats};
+use crate::source::{SourceSpec, SourceStats};
 use crate::{Error, Result};
 
 /// How the run summary is printed.
@@ -69,11 +69,18 @@ fn events_stream(
     stop: Arc<AtomicBool>,
     reached: Arc<AtomicU64>,
     done: Option<(Arc<crate::resume::Done>, bool, Arc<AtomicU64>)>,
+    checkpoints: Arc<OnceLock<crate::resume::CheckpointLog>>,
 ) -> SendableRecordBatchStream {
-    let stream = file::stream(source, stats, decode_parallelism())
+    let mut seq = 0u64;
+    let stream = crate::source::stream(source, stats, decode_parallelism())
         .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
         .map(move |decoded| match decoded {
             Ok(mut d) => {
+                // Slices are numbered in the order the filter takes them (see resume::starts_of).
+                seq += 1;
+                if let Some(log) = checkpoints.get() {
+                    log.write(seq, &d.marks);
+                }
                 if let Some((done, only, skipped)) = &done {
                     // Resuming: what already has an outcome is not read again. Re-driving: only
                     // what ended failed, rejected or skipped is.
@@ -247,6 +254,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
 
     // Plan first: bad SQL is reported before anything is created on disk.
     let ctx = filter::session(spec.source.batch_size)?;
+    let checkpoints = Arc::new(OnceLock::new());
     let events = events_stream(
         &spec.source,
         stats.clone(),
@@ -256,6 +264,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         spec.resume
             .as_ref()
             .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
+        checkpoints.clone(),
     );
     let selection = filter::select(&ctx, events, &spec.filter).await?;
     // What the target needs from the selection is checked before anything exists on disk.
@@ -293,6 +302,18 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         true => None,
         false => Some(Arc::new(crate::resume::InFlightLog::create(&run_dir)?)),
     };
+    // Checkpoints, and the events the filter passed, let a resume start each origin where its
+    // settled part ends; only when the selection keeps the source's order and its rows are events.
+    let matched_log = match !spec.dry_run && selection.keys.is_some() && filter::keeps_source_order(&selection) {
+        true => {
+            let _ = checkpoints.set(crate::resume::CheckpointLog::create(&run_dir)?);
+            Some(crate::resume::InFlightLog::create_named(
+                &run_dir,
+                crate::resume::MATCHED_LOG,
+            )?)
+        }
+        false => None,
+    };
     let progress = Progress::new(stats.clone(), spec.source.total_bytes);
     let counters = Arc::new(crate::action::driver::Counters::default());
 
@@ -323,6 +344,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         finished_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         read: 0,
         rejected: 0,
+        not_events: 0,
         filtered: 0,
         matched: 0,
         succeeded: 0,
@@ -351,10 +373,15 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         let stream = selection.df.execute_stream().await?;
         let schema = stream.schema();
         let (counter, progress) = (matched_rows.clone(), progress.clone());
+        let keys = selection.keys.clone();
         let counted = stream.inspect(move |b| {
             if let Ok(b) = b {
                 counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
                 progress.add_matched(b.num_rows() as u64);
+                if let Some(log) = &matched_log {
+                    let rows = crate::action::RowKeys::new(b, keys.as_ref());
+                    log.mark(true, (0..rows.len()).filter_map(|i| rows.place(i)));
+                }
             }
         });
         let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
@@ -378,13 +405,29 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let read = reached.load(Ordering::Relaxed);
     let (requests, retries, bytes_sent) = counters.get();
     let matched = matched_rows.load(Ordering::Relaxed);
-    let outcomes = totals.succeeded + totals.failed + totals.skipped;
+    let outcomes = totals.succeeded + totals.failed + totals.skipped - totals.skipped_at_source;
     let interrupted = interrupt.interrupted();
     let result = match result {
         Ok(()) if !interrupted && outcomes != matched => Err(Error::Internal(format!(
             "{matched} events were matched but {outcomes} outcomes were recorded: {} missing",
             matched as i64 - outcomes as i64
         ))),
+        other => other,
+    };
+    // A DynamoDB export whose files hold other counts than its manifest says: what was read is
+    // actioned, but the store read is not the one the manifest describes.
+    let mismatches = std::mem::take(&mut *stats.count_mismatches.lock().unwrap_or_else(|e| e.into_inner()));
+    let result = match result {
+        Ok(()) if !mismatches.is_empty() && !interrupted => Err(Error::Input {
+            path: PathBuf::from(&spec.source.description),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "item counts disagree with the manifest: {}; the export may be incomplete or altered: export again, or check the data files",
+                    mismatches.join("; ")
+                ),
+            ),
+        }),
         other => other,
     };
     let duration = t0.elapsed();
@@ -429,13 +472,14 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         read,
         rejected: totals.rejected,
+        not_events: totals.skipped_at_source,
         // Whatever was read and neither rejected nor matched was filtered out. (A --query that
         // aggregates makes rows that are not events; matched then counts its rows.)
-        filtered: read.saturating_sub(totals.rejected + matched),
+        filtered: read.saturating_sub(totals.rejected + totals.skipped_at_source + matched),
         matched,
         succeeded: totals.succeeded,
         failed: totals.failed,
-        skipped: totals.skipped,
+        skipped: totals.skipped - totals.skipped_at_source,
         duration_ms: duration.as_millis() as u64,
         events_per_s: read as f64 / duration.as_secs_f64().max(1e-9),
         bytes_read: stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
@@ -507,6 +551,7 @@ pub async fn preview(
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
         None,
+        Arc::new(OnceLock::new()),
     );
     let selection = filter::select(&ctx, events, &filter_spec).await?;
     let limit = match (limit, format) {

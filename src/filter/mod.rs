@@ -103,6 +103,28 @@ impl Selection {
     }
 }
 
+/// Whether the selection's rows come out in the order the source gave them (no sort, grouping,
+/// join, union or window reorders them): then checkpoints of the source are meaningful.
+pub fn keeps_source_order(selection: &Selection) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    !selection
+        .df
+        .logical_plan()
+        .exists(|node| {
+            Ok(matches!(
+                node,
+                LogicalPlan::Sort(_)
+                    | LogicalPlan::Aggregate(_)
+                    | LogicalPlan::Join(_)
+                    | LogicalPlan::Union(_)
+                    | LogicalPlan::Window(_)
+                    | LogicalPlan::Distinct(_)
+                    | LogicalPlan::Repartition(_)
+            ))
+        })
+        .unwrap_or(true)
+}
+
 /// A DataFusion session set up for rehydrate: one partition so that source order is kept,
 /// the PostgreSQL dialect so that `detail->>'a' = 'x'` parses as users expect, and the JSON
 /// functions of datafusion-functions-json.

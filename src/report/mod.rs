@@ -131,6 +131,10 @@ pub struct RunSummary {
     pub finished_at: String,
     pub read: u64,
     pub rejected: u64,
+    /// Records read that are rightly not events (deletions in an incremental DynamoDB export):
+    /// `outcomes` rows of status `skipped`, code `NotAnEvent`; they never reach the filter.
+    #[serde(default)]
+    pub not_events: u64,
     pub filtered: u64,
     pub matched: u64,
     pub succeeded: u64,
@@ -177,6 +181,7 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("finished_at", ts, false),
         Field::new("read", DataType::UInt64, false),
         Field::new("rejected", DataType::UInt64, false),
+        Field::new("not_events", DataType::UInt64, false),
         Field::new("filtered", DataType::UInt64, false),
         Field::new("matched", DataType::UInt64, false),
         Field::new("succeeded", DataType::UInt64, false),
@@ -271,6 +276,9 @@ pub struct Totals {
     pub succeeded: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Of `skipped`: records the source read that are rightly not events (deletions in an
+    /// incremental export); they never reach the filter.
+    pub skipped_at_source: u64,
     pub dead_letters: u64,
     /// Outcomes of events that were in flight when the resumed run stopped.
     pub in_flight_resent: u64,
@@ -400,6 +408,14 @@ impl RecorderState {
         match msg {
             RecorderMsg::Rejections(rejections) => {
                 for r in rejections {
+                    if r.skipped {
+                        let mut o = Outcome::new(None, Some(r.origin.to_string()), Some(r.position), Status::Skipped);
+                        o.error_code = Some("NotAnEvent".into());
+                        o.error_message = Some(r.reason);
+                        self.totals.skipped_at_source += 1;
+                        self.push(o)?;
+                        continue;
+                    }
                     let message = format!("{}:{}: {}", r.origin, r.line, r.reason);
                     self.name_failure(&message);
                     let mut o = Outcome::new(None, Some(r.origin.to_string()), Some(r.position), Status::Rejected);
@@ -740,6 +756,12 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
         }
     }
     out.push_str(&format!("  rejected  {:>10}\n", thousands(s.rejected)));
+    if s.not_events > 0 {
+        out.push_str(&format!(
+            "  not events{:>10}   skipped: deletions in an incremental export (outcomes.error_code NotAnEvent)\n",
+            thousands(s.not_events)
+        ));
+    }
     out.push_str(&format!(
         "  filtered  {:>10}   by {}\n",
         thousands(s.filtered),
@@ -821,6 +843,7 @@ mod tests {
             line: 7,
             reason: "lacks `source`".into(),
             raw: b"{\n\"a\": 1}".to_vec(),
+            skipped: false,
         }]));
         tx.send(RecorderMsg::Outcomes(vec![Outcome::new(
             Some("e1".into()),

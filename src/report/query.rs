@@ -101,18 +101,26 @@ fn alive(pid: u32) -> bool {
 
 /// The counts of an interrupted run, from the outcomes it recorded.
 fn count_outcomes(summary: &mut super::RunSummary, batches: &[RecordBatch]) {
-    use arrow::array::AsArray;
-    let (mut succeeded, mut failed, mut rejected, mut skipped) = (0, 0, 0, 0);
+    use arrow::array::{Array, AsArray};
+    let (mut succeeded, mut failed, mut rejected, mut skipped, mut not_events) = (0, 0, 0, 0, 0);
     for b in batches {
         let Some(status) = b.column_by_name("status") else {
             continue;
         };
-        for s in status.as_string::<i32>().iter().flatten() {
+        let code = b.column_by_name("error_code").map(|c| c.as_string::<i32>().clone());
+        for (i, s) in status.as_string::<i32>().iter().enumerate() {
             match s {
-                "succeeded" => succeeded += 1,
-                "failed" => failed += 1,
-                "rejected" => rejected += 1,
-                _ => skipped += 1,
+                Some("succeeded") => succeeded += 1,
+                Some("failed") => failed += 1,
+                Some("rejected") => rejected += 1,
+                _ if code
+                    .as_ref()
+                    .is_some_and(|c| c.is_valid(i) && c.value(i) == "NotAnEvent") =>
+                {
+                    not_events += 1
+                }
+                Some(_) => skipped += 1,
+                None => {}
             }
         }
     }
@@ -120,6 +128,7 @@ fn count_outcomes(summary: &mut super::RunSummary, batches: &[RecordBatch]) {
     summary.failed = failed;
     summary.rejected = rejected;
     summary.skipped = skipped;
+    summary.not_events = not_events;
     summary.matched = succeeded + failed + skipped;
     summary.exit_code = 130;
 }
@@ -148,7 +157,7 @@ pub async fn run(sql: &str, report_dir: &Path, format: TableFormat) -> Result<()
 fn report_error(e: datafusion::error::DataFusionError) -> Error {
     let text = e.find_root().to_string();
     Error::Sql(format!(
-        "report: {text}\n  The tables are `runs` (run_id, status, resumed_from, already_done, in_flight_resent, command, source, filter, target, started_at, finished_at, read, rejected, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms, object_key)."
+        "report: {text}\n  The tables are `runs` (run_id, status, resumed_from, already_done, in_flight_resent, command, source, filter, target, started_at, finished_at, read, rejected, not_events, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms, object_key)."
     ))
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use arrow::array::RecordBatch;
 
-use super::{Decoded, Input, Rejection, SourceSpec, SourceStats};
+use super::{Decoded, Input, Mark, RecordFormat, Rejection, SourceSpec, SourceStats, Start};
 use crate::event::{BatchDecoder, FieldMap};
 use crate::{Error, Result};
 
@@ -40,6 +40,8 @@ struct Chunk {
     origin: Arc<str>,
     data: Vec<u8>,
     spans: Vec<Span>,
+    /// Checkpoints before the chunk's records.
+    marks: Vec<Mark>,
 }
 
 /// What the reader hands a decode thread: records to decode, or a batch already decoded (a
@@ -89,6 +91,7 @@ impl Chunk {
             origin: origin.clone(),
             data: Vec::new(),
             spans: Vec::new(),
+            marks: Vec::new(),
         }
     }
 }
@@ -109,12 +112,13 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
         let (done_tx, done_rx) = mpsc::channel::<Result<Decoded>>(1);
         let map = spec.map.clone();
         let stats = stats.clone();
+        let format = spec.format;
         std::thread::Builder::new()
             .name(format!("rehydrate-decode-{i}"))
             .spawn(move || {
                 for work in chunk_rx {
                     let decoded = work.map(|w| match w {
-                        Work::Chunk(c) => decode_chunk(c, map.clone(), &stats),
+                        Work::Chunk(c) => decode_chunk(c, map.clone(), &stats, format),
                         Work::Ready(d) => d,
                     });
                     if done_tx.blocking_send(decoded).is_err() {
@@ -127,7 +131,14 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
         from_workers.push(done_rx);
     }
 
-    let inputs = spec.inputs.clone();
+    // Resuming: inputs whose every event is settled are not read at all.
+    let inputs: Vec<Input> = spec
+        .inputs
+        .iter()
+        .filter(|i| spec.starts.get(&i.origin()) != Some(&Start::Complete))
+        .cloned()
+        .collect();
+    let expected = spec.expected.clone();
     let batch_size = spec.batch_size;
     let has_map = spec.map.is_some();
     // S3 objects (not Parquet, which is read by ranges) are requested a few ahead, in order.
@@ -162,17 +173,46 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
                 next: 0,
                 batch_size,
                 chunk: Chunk::new(&Arc::from("")),
+                count: 0,
             };
             for input in &inputs {
                 stats.files.fetch_add(1, Ordering::Relaxed);
-                out.chunk = Chunk::new(&Arc::from(input.origin()));
+                let origin: Arc<str> = Arc::from(input.origin());
+                out.chunk = Chunk::new(&origin);
+                out.count = 0;
+                out.chunk.marks.push(Mark {
+                    origin: origin.clone(),
+                    position: 0,
+                    key: None,
+                    end: false,
+                });
                 let read = if input.is_parquet() {
                     read_parquet(input, &stats, &mut out, objects.as_ref(), has_map)
                 } else {
                     read_input(input, &stats, &mut out, objects.as_mut())
                 };
                 match read {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if let Some(&want) = expected.get(origin.as_ref()) {
+                            if want != out.count {
+                                let mut m = stats.count_mismatches.lock().unwrap_or_else(|e| e.into_inner());
+                                m.push(format!(
+                                    "{origin}: the export's manifest lists {want} items, the file holds {}",
+                                    out.count
+                                ));
+                            }
+                        }
+                        // The end of the input, in a chunk of its own after its records.
+                        out.chunk.marks.push(Mark {
+                            origin: origin.clone(),
+                            position: out.count + 1,
+                            key: None,
+                            end: true,
+                        });
+                        if !out.flush() {
+                            return;
+                        }
+                    }
                     Ok(false) => return, // the consumer has gone
                     Err(e) => {
                         // What was read before the failure is good: hand it on, then the error.
@@ -194,26 +234,46 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
     .boxed()
 }
 
-fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats) -> Decoded {
+fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats, format: RecordFormat) -> Decoded {
     let mut decoder = BatchDecoder::new(map, chunk.spans.len());
     let mut rejections = Vec::new();
     for span in &chunk.spans {
         let bytes = &chunk.data[span.start..span.end];
-        if let Err(reason) = decoder.push(bytes, &chunk.origin, span.position) {
-            rejections.push(Rejection {
-                origin: chunk.origin.clone(),
-                position: span.position,
-                line: span.line,
-                reason,
-                raw: bytes.to_vec(),
-            });
-        }
+        let reject = |reason: String, raw: &[u8], skipped: bool| Rejection {
+            origin: chunk.origin.clone(),
+            position: span.position,
+            line: span.line,
+            reason,
+            raw: raw.to_vec(),
+            skipped,
+        };
+        let rejection = match format {
+            RecordFormat::Json => decoder
+                .push(bytes, &chunk.origin, span.position)
+                .err()
+                .map(|reason| reject(reason, bytes, false)),
+            RecordFormat::DynamoDbExport => match super::dynamodb::export_record(bytes) {
+                // The item, unmarshalled, is the record (and what a dead letter holds).
+                Ok(super::dynamodb::ExportRecord::Item(item)) => decoder
+                    .push(item.as_bytes(), &chunk.origin, span.position)
+                    .err()
+                    .map(|reason| reject(reason, item.as_bytes(), false)),
+                Ok(super::dynamodb::ExportRecord::Deleted(keys)) => Some(reject(
+                    format!("a deletion (no NewImage) of the item {keys}: nothing to action"),
+                    bytes,
+                    true,
+                )),
+                Err(reason) => Some(reject(reason, bytes, false)),
+            },
+        };
+        rejections.extend(rejection);
     }
     stats.records.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
     stats.rejected.fetch_add(rejections.len() as u64, Ordering::Relaxed);
     Decoded {
         batch: decoder.finish(),
         rejections,
+        marks: chunk.marks,
     }
 }
 
@@ -223,6 +283,8 @@ struct ChunkSender<'a> {
     next: usize,
     batch_size: usize,
     chunk: Chunk,
+    /// Records of the current input so far.
+    count: u64,
 }
 
 impl ChunkSender<'_> {
@@ -230,6 +292,7 @@ impl ChunkSender<'_> {
     /// Returns false when the consumer has gone and reading should stop.
     fn record_ends(&mut self, start: usize, position: u64, line: u64) -> bool {
         let end = self.chunk.data.len();
+        self.count += 1;
         self.chunk.spans.push(Span {
             start,
             end,
@@ -243,7 +306,7 @@ impl ChunkSender<'_> {
     }
 
     fn flush(&mut self) -> bool {
-        if self.chunk.spans.is_empty() {
+        if self.chunk.spans.is_empty() && self.chunk.marks.is_empty() {
             self.chunk.data.clear();
             return true;
         }
@@ -293,6 +356,10 @@ fn read_parquet(
     }
     let hive = super::parquet::hive_values(&origin);
     let batch_size = out.batch_size;
+    // The input's start mark goes before its batches.
+    if !out.flush() {
+        return Ok(false);
+    }
     let mut batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, String>>> = match input {
         Input::File(p) => {
             let file = File::open(p).map_err(|source| Error::Input {
@@ -659,6 +726,7 @@ mod tests {
                 None,
                 batch_size,
                 &aws,
+                &Default::default(),
             ))
             .unwrap();
         let stats = Arc::new(SourceStats::default());

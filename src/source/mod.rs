@@ -2,11 +2,14 @@
 //! records it had to reject, and counts what it read.
 //!
 //! Local files and directories, stdin (`-`), and S3 prefixes (`s3://bucket/prefix/`): NDJSON, JSON
-//! arrays, either gzip-compressed, and Parquet whose columns follow `events`. DynamoDB sources
-//! plug in here.
+//! arrays, either gzip-compressed, and Parquet whose columns follow `events`; DynamoDB tables
+//! (`dynamodb://TABLE`, a parallel scan) and DynamoDB exports on S3 (`dynamodb-export://…`).
 
+pub mod dynamodb;
 pub mod file;
 pub mod parquet;
+
+use std::collections::HashMap;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,9 @@ pub struct Rejection {
     pub line: u64,
     pub reason: String,
     pub raw: Vec<u8>,
+    /// Not an event, and rightly so (a deletion in an incremental export): reported `skipped`
+    /// with the reason, not `rejected`, and not dead-lettered.
+    pub skipped: bool,
 }
 
 /// One decoded slice of the input: the events and, separately, what was rejected.
@@ -35,6 +41,54 @@ pub struct Rejection {
 pub struct Decoded {
     pub batch: RecordBatch,
     pub rejections: Vec<Rejection>,
+    /// Checkpoints passed in this slice, in source order.
+    pub marks: Vec<Mark>,
+}
+
+/// A checkpoint in an origin: a place a resumed run can start reading from. `position` is the
+/// first position from here; `key` is what the source needs to start there (a DynamoDB
+/// segment's exclusive start key), none for the start of the origin. `end` marks the end of the
+/// origin (nothing follows `position - 1`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Mark {
+    #[serde(with = "arc_str")]
+    pub origin: Arc<str>,
+    pub position: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end: bool,
+}
+
+mod arc_str {
+    use std::sync::Arc;
+    pub fn serialize<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        Ok(Arc::from(s))
+    }
+}
+
+/// Where a resumed run starts an origin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// Every event of the origin has a final outcome or was filtered out: not read again.
+    Complete,
+    /// From this checkpoint on.
+    At { position: u64, key: Option<String> },
+}
+
+/// What the records of the inputs are.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum RecordFormat {
+    /// JSON records (events, or another shape read through `--map`).
+    #[default]
+    Json,
+    /// Lines of a DynamoDB export data file (DYNAMODB_JSON): `{"Item": …}` or, incremental,
+    /// `{"Keys": …, "NewImage": …}`.
+    DynamoDbExport,
 }
 
 /// Counters shared with the progress bar and the run summary.
@@ -46,6 +100,8 @@ pub struct SourceStats {
     /// Bytes read from disk (compressed bytes for gzip files).
     pub bytes: AtomicU64,
     pub files: AtomicU64,
+    /// Inputs whose record count disagrees with what their manifest says (DynamoDB exports).
+    pub count_mismatches: std::sync::Mutex<Vec<String>>,
 }
 
 impl SourceStats {
@@ -101,6 +157,25 @@ pub struct SourceSpec {
     pub description: String,
     /// Total bytes of the inputs when known (not for stdin); drives the progress bar.
     pub total_bytes: Option<u64>,
+    pub format: RecordFormat,
+    /// A DynamoDB table scan (then `inputs` is empty).
+    pub scan: Option<Arc<dynamodb::Scan>>,
+    /// Record counts the inputs must have (a DynamoDB export's manifest), by origin.
+    pub expected: Arc<HashMap<String, u64>>,
+    /// Resuming: where each origin starts (origins not listed start at their beginning).
+    pub starts: Arc<HashMap<String, Start>>,
+}
+
+/// Streams the events of `spec` as decoded batches.
+pub fn stream(
+    spec: &SourceSpec,
+    stats: Arc<SourceStats>,
+    parallelism: usize,
+) -> futures::stream::BoxStream<'static, Result<Decoded>> {
+    match &spec.scan {
+        Some(scan) => dynamodb::stream(spec, scan.clone(), stats),
+        None => file::stream(spec, stats, parallelism),
+    }
 }
 
 /// File names a directory walk picks up. Explicitly named files are read whatever their name.
@@ -206,6 +281,7 @@ impl SourceSpec {
         map: Option<FieldMap>,
         batch_size: usize,
         aws: &crate::aws::AwsArgs,
+        scan: &dynamodb::ScanOptions,
     ) -> Result<Self> {
         if from.is_empty() {
             return Err(Error::usage(
@@ -214,6 +290,78 @@ impl SourceSpec {
         }
         if batch_size == 0 {
             return Err(Error::usage("--batch-size must be at least 1"));
+        }
+        let dynamo = from
+            .iter()
+            .find(|f| f.starts_with("dynamodb://") || f.starts_with("dynamodb-export://"));
+        let scan_flags =
+            scan.segments.is_some() || scan.consistent_read || scan.read_rate.is_some() || scan.page_items.is_some();
+        if let Some(url) = dynamo {
+            if from.len() > 1 {
+                return Err(Error::usage(format!(
+                    "--from {url}: a DynamoDB table or export is read on its own; give it as the only --from"
+                )));
+            }
+            if let Some(n) = scan.segments {
+                if n == 0 || n > dynamodb::MAX_SEGMENTS {
+                    return Err(Error::usage(format!(
+                        "--segments {n}: give 1 to {} (DynamoDB's TotalSegments)",
+                        dynamodb::MAX_SEGMENTS
+                    )));
+                }
+            }
+            if scan.read_rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err(Error::usage(
+                    "--read-rate must be a positive number of read capacity units a second",
+                ));
+            }
+            let config = crate::aws::load(aws).await;
+            let map = map.map(Arc::new);
+            if url.starts_with("dynamodb://") {
+                let table = dynamodb::resolve_scan(url, &config, scan, map.as_deref()).await?;
+                return Ok(Self {
+                    inputs: Vec::new(),
+                    map,
+                    batch_size,
+                    description: format!("DynamoDB table {} ({} segments)", table.table, table.total_segments),
+                    total_bytes: None,
+                    format: RecordFormat::Json,
+                    scan: Some(Arc::new(table)),
+                    expected: Arc::default(),
+                    starts: Arc::default(),
+                });
+            }
+            if scan_flags {
+                return Err(Error::usage(
+                    "--segments, --consistent-read, --read-rate and --page-items apply to a table scan (--from dynamodb://TABLE), not to an export",
+                ));
+            }
+            let export = dynamodb::resolve_export(url, &config).await?;
+            let total = export.files.iter().map(|f| match f {
+                Input::Object { size, .. } => *size,
+                _ => 0,
+            });
+            return Ok(Self {
+                description: format!(
+                    "DynamoDB {} export {url} ({} data files{})",
+                    if export.incremental { "incremental" } else { "full" },
+                    export.files.len(),
+                    export.items.map(|n| format!(", {n} items")).unwrap_or_default()
+                ),
+                total_bytes: Some(total.sum()),
+                inputs: export.files,
+                map,
+                batch_size,
+                format: RecordFormat::DynamoDbExport,
+                scan: None,
+                expected: Arc::new(export.expected),
+                starts: Arc::default(),
+            });
+        }
+        if scan_flags {
+            return Err(Error::usage(
+                "--segments, --consistent-read, --read-rate and --page-items apply to --from dynamodb://TABLE",
+            ));
         }
         let mut inputs = Vec::new();
         let mut total: Option<u64> = Some(0);
@@ -274,6 +422,10 @@ impl SourceSpec {
             batch_size,
             description,
             total_bytes: total,
+            format: RecordFormat::Json,
+            scan: None,
+            expected: Arc::default(),
+            starts: Arc::default(),
         })
     }
 }

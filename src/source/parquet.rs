@@ -131,6 +131,7 @@ pub fn to_events(
                 line: first + row as u64,
                 reason,
                 raw: crate::action::row_json(&all, row).into_bytes(),
+                skipped: false,
             });
         }
     }
@@ -150,7 +151,11 @@ pub fn to_events(
     let mut columns = kept.columns().to_vec();
     columns.push(Arc::new(raw.finish()));
     let batch = RecordBatch::try_new(event::source_schema(), columns).map_err(|e| e.to_string())?;
-    Ok(Decoded { batch, rejections })
+    Ok(Decoded {
+        batch,
+        rejections,
+        marks: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -12,6 +12,13 @@
     moto_ctl.py ENDPOINT keys BUCKET PREFIX          -> the object keys under PREFIX, one a line
     moto_ctl.py ENDPOINT download BUCKET PREFIX DIR  -> every object under PREFIX into DIR/<key>
     moto_ctl.py ENDPOINT bucket NAME                 -> an empty bucket
+    moto_ctl.py ENDPOINT put-items NAME FILE         -> every line of FILE (plain JSON, numbers kept
+                                                        exact as Decimal; or DynamoDB JSON under
+                                                        {"typed": …}) as an item of table NAME
+    moto_ctl.py - export DIR PREFIX FILE ID KIND [BAD] -> a DynamoDB export of FILE's items laid out
+                                                        under DIR/PREFIXAWSDynamoDB/ID/ as DynamoDB writes
+                                                        it (KIND full|incremental; BAD: the manifest
+                                                        overstates the first file's count by one)
     moto_ctl.py ENDPOINT statements                  -> every Redshift Data statement: JSON lines
                                                         {Id, QueryString, Status, Error}, oldest first
     moto_ctl.py ENDPOINT sql WORKGROUP DATABASE SQL   -> runs one Redshift Data statement
@@ -165,6 +172,92 @@ def download(endpoint, bucket, prefix, directory):
     print(n)
 
 
+def typed_item(line, for_boto3=True):
+    """A line as a DynamoDB item in DynamoDB JSON, by boto3's own serializer (not rehydrate's);
+    binary as bytes for boto3, or as base64 text as an export writes it."""
+    from decimal import Decimal
+    from boto3.dynamodb.types import TypeSerializer
+    value = json.loads(line, parse_float=Decimal, parse_int=Decimal)
+    if "typed" in value and not for_boto3:
+        return json.loads(line)["typed"]
+    if "typed" in value:
+        # boto3 takes binary as bytes (it base64-encodes them on the wire).
+        import base64
+        def raw(v):
+            (kind, x), = v.items()
+            if kind == "B":
+                return {"B": base64.b64decode(x)}
+            if kind == "BS":
+                return {"BS": [base64.b64decode(b) for b in x]}
+            if kind == "M":
+                return {"M": {k: raw(w) for k, w in x.items()}}
+            if kind == "L":
+                return {"L": [raw(w) for w in x]}
+            return v
+        return {k: raw(v) for k, v in json.loads(line)["typed"].items()}
+    ser = TypeSerializer()
+    return {k: ser.serialize(v) for k, v in value.items()}
+
+
+def put_items(endpoint, name, path):
+    import concurrent.futures
+    ddb = client(endpoint, "dynamodb")
+    items = [typed_item(l) for l in open(path, encoding="utf-8") if l.strip()]
+    def put(chunk):
+        for item in chunk:
+            ddb.put_item(TableName=name, Item=item)
+    chunks = [items[i::8] for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, chunks))
+    print(len(items))
+
+
+def export(directory, prefix, path, export_id, kind, bad=None):
+    """Writes an export as DynamoDB does (moto's own export has no manifests): gzip data files
+    of {"Item": …} lines (incremental: {"Metadata", "Keys", "NewImage"} lines, and a deletion
+    without NewImage for every tenth item), manifest-files.json and manifest-summary.json."""
+    import gzip
+    import os
+    items = [typed_item(l, for_boto3=False) for l in open(path, encoding="utf-8") if l.strip()]
+    base = f"{prefix}AWSDynamoDB/{export_id}"
+    os.makedirs(os.path.join(directory, base, "data"), exist_ok=True)
+    files, total = [], 0
+    for n in range(3):
+        part = items[n::3]
+        key = f"{base}/data/part-{n:05d}.json.gz"
+        lines = []
+        for i, item in enumerate(part):
+            if kind == "full":
+                lines.append({"Item": item})
+            else:
+                keys = {"id": item["id"]}
+                meta = {"WriteTimestampMicros": {"N": str(1767225600000000 + i)}}
+                if i % 10 == 9:
+                    lines.append({"Metadata": meta, "Keys": keys, "OldImage": item})
+                else:
+                    lines.append({"Metadata": meta, "Keys": keys, "NewImage": item})
+        with gzip.open(os.path.join(directory, key), "wt", encoding="utf-8") as f:
+            for l in lines:
+                f.write(json.dumps(l, ensure_ascii=False) + "\n")
+        count = len(lines) + (1 if bad and n == 0 else 0)
+        files.append({"itemCount": count, "md5Checksum": "x", "etag": "x", "dataFileS3Key": key})
+        total += count
+    with open(os.path.join(directory, base, "manifest-files.json"), "w") as f:
+        for m in files:
+            f.write(json.dumps(m) + "\n")
+    summary = {
+        "version": "2020-06-30" if kind == "full" else "2023-08-01",
+        "exportArn": f"arn:aws:dynamodb:eu-west-1:123456789012:table/store/export/{export_id}",
+        "tableArn": "arn:aws:dynamodb:eu-west-1:123456789012:table/store",
+        "s3Bucket": "exports", "s3Prefix": prefix or None,
+        "manifestFilesS3Key": f"{base}/manifest-files.json",
+        "itemCount": total, "outputFormat": "DYNAMODB_JSON",
+        "exportType": "FULL_EXPORT" if kind == "full" else "INCREMENTAL_EXPORT",
+    }
+    with open(os.path.join(directory, base, "manifest-summary.json"), "w") as f:
+        json.dump(summary, f)
+
+
 def bucket(endpoint, name):
     client(endpoint, "s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
 
@@ -202,6 +295,10 @@ def main(argv):
         keys(endpoint, *rest)
     elif cmd == "download":
         download(endpoint, *rest)
+    elif cmd == "put-items":
+        put_items(endpoint, *rest)
+    elif cmd == "export":
+        export(*rest)
     elif cmd == "bucket":
         bucket(endpoint, rest[0])
     elif cmd == "statements":
