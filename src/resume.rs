@@ -548,6 +548,77 @@ mod tests {
     }
 
     #[test]
+    fn a_page_is_settled_once_the_filter_is_past_it_and_its_events_are_done() {
+        use crate::source::{Mark, Start};
+        let dir = tempfile::tempdir().unwrap();
+        let marks = CheckpointLog::create(dir.path()).unwrap();
+        let mark = |origin: &str, position, key: Option<&str>, end| Mark {
+            origin: std::sync::Arc::from(origin),
+            position,
+            key: key.map(str::to_owned),
+            end,
+        };
+        // Segment 0: three pages, the filter reached the third. Segment 1: two pages and its
+        // end. A file after them, whose first event reached the action.
+        marks.write(1, &[mark("t#0/2", 1, None, false)]);
+        marks.write(2, &[mark("t#0/2", 41, Some("k41"), false)]);
+        marks.write(3, &[mark("t#0/2", 81, Some("k81"), false)]);
+        marks.write(4, &[mark("t#1/2", 1, None, false)]);
+        marks.write(5, &[mark("t#1/2", 41, Some("j41"), false)]);
+        marks.write(6, &[mark("t#1/2", 61, None, true)]);
+        marks.write(7, &[mark("f.ndjson", 0, None, false)]);
+        let matched = InFlightLog::create_named(dir.path(), MATCHED_LOG).unwrap();
+        let places: Vec<(&str, u64)> = (1..=10)
+            .map(|p| ("t#0/2", p))
+            .chain((45..=50).map(|p| ("t#0/2", p)))
+            .chain([("t#0/2", 85), ("t#1/2", 2), ("t#1/2", 50), ("f.ndjson", 5)])
+            .collect();
+        matched.mark(true, places.iter().copied());
+        let all_but = |missing: &[(&str, u64)]| {
+            let mut by: HashMap<String, Vec<u64>> = HashMap::new();
+            for &(o, p) in &places {
+                if !missing.contains(&(o, p)) {
+                    by.entry(o.to_owned()).or_default().push(p);
+                }
+            }
+            Done::from_positions(by)
+        };
+        let dirs = [dir.path().to_owned()];
+        // The file's event and segment 0's third page are not done.
+        let starts = starts_of(&dirs, &all_but(&[("t#0/2", 85), ("f.ndjson", 5)]));
+        assert_eq!(
+            starts["t#0/2"],
+            Start::At {
+                position: 81,
+                key: Some("k81".into())
+            }
+        );
+        assert_eq!(starts["t#1/2"], Start::Complete);
+        assert_eq!(starts["f.ndjson"], Start::At { position: 0, key: None });
+        // An event of segment 0's second page without an outcome keeps that page unsettled.
+        let starts = starts_of(&dirs, &all_but(&[("t#0/2", 47), ("t#0/2", 85)]));
+        assert_eq!(
+            starts["t#0/2"],
+            Start::At {
+                position: 41,
+                key: Some("k41".into())
+            }
+        );
+        // Without the file's event, the filter is known to be past slice 5 only: segment 1's
+        // last page is not known to be through the filter.
+        std::fs::write(dir.path().join(MATCHED_LOG), "").unwrap();
+        matched.mark(true, places.iter().copied().filter(|p| p.0 != "f.ndjson"));
+        let starts = starts_of(&dirs, &all_but(&[]));
+        assert_eq!(
+            starts["t#1/2"],
+            Start::At {
+                position: 41,
+                key: Some("j41".into())
+            }
+        );
+    }
+
+    #[test]
     fn saved_command_lines_hold_no_password() {
         assert_eq!(
             without_password("postgres://app:s3cret@db:5432/shop"),

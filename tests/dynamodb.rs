@@ -67,6 +67,7 @@ const FILTERS: [&str; 3] = [
 
 #[test]
 fn a_scan_with_1_and_4_segments_selects_what_the_file_selects() {
+    let t0 = std::time::Instant::now();
     let moto = moto();
     let dir = tempfile::tempdir().unwrap();
     let file = store(dir.path());
@@ -88,6 +89,11 @@ fn a_scan_with_1_and_4_segments_selects_what_the_file_selects() {
             scans >= 2,
             "--segments {segments}: the pages were followed ({scans} Scan requests)"
         );
+        // The filters, on the parallel scan (a scan of moto takes seconds: one segment count
+        // is enough to show that filters see the same table).
+        if segments == "1" {
+            continue;
+        }
         for filter in FILTERS {
             let want: Vec<String> = preview(file.to_str().unwrap(), &["--where", filter], &[])
                 .into_keys()
@@ -99,6 +105,7 @@ fn a_scan_with_1_and_4_segments_selects_what_the_file_selects() {
             assert_eq!(got, want, "--segments {segments} --where {filter}");
         }
     }
+    eprintln!("scans took {:?}", t0.elapsed());
     // Origins name the table and segment; the summary says how many segments.
     let o = rehydrate_full(
         &[
@@ -439,4 +446,41 @@ fn a_scan_killed_mid_run_and_resumed_gives_every_item_one_outcome_and_reads_on_f
     // The copy holds every item (the target's own state, read by boto3).
     let copied = moto_ctl(&moto.url, &["scan", "copy"]);
     assert_eq!(copied.lines().count(), 1200);
+}
+
+#[test]
+fn a_missing_table_and_misplaced_flags_are_named_before_any_work() {
+    let moto = moto();
+    let env = aws_env(&moto.url);
+    let o = rehydrate_full(&["preview", "--from", "dynamodb://nope"], None, &env);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dynamodb://nope"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ResourceNotFoundException"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("check the table name"), "{}", stderr(&o));
+    for (args, needle) in [
+        (
+            vec!["preview", "--from", "dynamodb://t", "--segments", "0"],
+            "--segments 0: give 1 to 1000000",
+        ),
+        (
+            vec!["preview", "--from", "testdata/events.ndjson", "--segments", "4"],
+            "apply to --from dynamodb://TABLE",
+        ),
+        (
+            vec!["preview", "--from", "dynamodb://t", "testdata/events.ndjson"],
+            "give it as the only --from",
+        ),
+        (
+            vec!["preview", "--from", "dynamodb://t", "--read-rate=0"],
+            "--read-rate must be a positive number",
+        ),
+        (
+            vec!["preview", "--from", "dynamodb-export://bucket-only"],
+            "write dynamodb-export://BUCKET/PREFIX/AWSDynamoDB/EXPORT-ID/",
+        ),
+    ] {
+        let o = rehydrate_full(&args, None, &env);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
 }
