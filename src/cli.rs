@@ -176,6 +176,9 @@ pub struct FilterArgs {
     /// A SELECT … FROM events (or @file.sql): a projection of the events to action.
     #[arg(long, value_name = "SQL|@FILE")]
     pub query: Option<String>,
+    /// An EventBridge event pattern (JSON, or @rule.json), ANDed with --where, --since and --until, e.g. '{"source":["com.shop.orders"],"detail":{"total":[{"numeric":[">",100]}]}}'.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub pattern: Option<String>,
     /// Only events at or after this time (RFC 3339, or a date: 2026-03-01).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -662,11 +665,24 @@ impl FilterArgs {
                 return Err(Error::usage("--since must be before --until"));
             }
         }
+        let pattern = match &self.pattern {
+            Some(p) => {
+                let text = read_at_file(p)?;
+                let compiled = crate::filter::pattern::Pattern::compile(&text).map_err(|reason| {
+                    Error::usage(format!(
+                        "--pattern: {reason} (EventBridge event-pattern syntax: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html)"
+                    ))
+                })?;
+                Some(Arc::new(compiled))
+            }
+            None => None,
+        };
         Ok(FilterSpec {
             where_,
             query,
             since,
             until,
+            pattern,
             ..FilterSpec::default()
         })
     }

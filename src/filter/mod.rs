@@ -8,6 +8,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
+pub mod pattern;
+
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::{Column, SchemaError};
 use datafusion::dataframe::DataFrame;
@@ -47,6 +49,8 @@ pub struct FilterSpec {
     pub order_by_time: bool,
     /// A SQL expression whose value groups events that must stay in order (`--ordering-key`).
     pub ordering_key: Option<String>,
+    /// An EventBridge event pattern (`--pattern`), ANDed with the rest.
+    pub pattern: Option<Arc<pattern::Pattern>>,
 }
 
 impl fmt::Display for FilterSpec {
@@ -54,6 +58,12 @@ impl fmt::Display for FilterSpec {
         let mut parts = Vec::new();
         if let Some(w) = &self.where_ {
             parts.push(format!("WHERE {w}"));
+        }
+        if let Some(p) = &self.pattern {
+            parts.push(format!(
+                "PATTERN {}",
+                p.text().split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
         }
         if let Some(q) = &self.query {
             parts.push(q.trim().to_owned());
@@ -210,6 +220,23 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
     }
     if let Some(until) = spec.until {
         base = base.filter(col(event::TIME).lt(ts(until)))?;
+    }
+    if let Some(p) = &spec.pattern {
+        let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(pattern::PatternUdf::new(p.clone(), 0));
+        let args = [
+            event::ID,
+            event::SOURCE,
+            event::DETAIL_TYPE,
+            event::TIME,
+            event::ACCOUNT,
+            event::REGION,
+            event::VERSION,
+            event::RESOURCES,
+            event::DETAIL,
+        ]
+        .map(col)
+        .to_vec();
+        base = base.filter(udf.call(args))?;
     }
     // `events` is the source without the original records; selections carry them as a
     // helper column (for dead letters) and drop them before rows are written or shown.
