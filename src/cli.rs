@@ -100,11 +100,69 @@ pub enum Command {
         after_help = "Examples:\n  rehydrate redrive 20261201T083351.419Z-027b\n\nThe saved command runs again (same --map, filter and target) on exactly those events."
     )]
     Redrive(ResumeArgs),
+    /// Run a plan: one source read once, and many routes (a filter and an action each).
+    #[command(
+        after_help = "Examples:\n  rehydrate run --check queries/rebuild.plan.toml\n  rehydrate run queries/rebuild.plan.toml --dry-run\n  rehydrate run queries/rebuild.plan.toml --report-dir runs/ --output json\n\nA route's options are its command's flags: bus = \"rebuild\" is --bus rebuild, partition_by = [\"source\"] is --partition-by source."
+    )]
+    Run(RunPlanArgs),
     /// Query saved runs with SQL: the tables `runs` and `outcomes`.
     #[command(
         after_help = "Examples:\n  rehydrate report \"SELECT status, count(*) FROM outcomes GROUP BY status\"\n  rehydrate report \"SELECT run_id, command, read, matched, failed, exit_code FROM runs ORDER BY started_at DESC LIMIT 5\"\n  rehydrate report --format ndjson \"SELECT origin, position, error_message FROM outcomes WHERE status = 'rejected'\""
     )]
     Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunPlanArgs {
+    /// The plan: TOML, or the same document as JSON (see queries/rebuild.plan.toml).
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Check the plan (its options, SQL and patterns) and print its routes, without reading the store or contacting a target.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl RunPlanArgs {
+    /// The flags every route's command line gets from `rehydrate run`'s own.
+    pub fn forwarded(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.run.dry_run || self.check {
+            out.push("--dry-run".to_owned());
+        }
+        for (flag, v) in [
+            ("--region", &self.aws.region),
+            ("--profile", &self.aws.profile),
+            ("--endpoint-url", &self.aws.endpoint_url),
+        ] {
+            if let Some(v) = v {
+                out.push(flag.to_owned());
+                out.push(v.clone());
+            }
+        }
+        out.push("--request-timeout".to_owned());
+        out.push(self.aws.request_timeout.to_string());
+        out
+    }
+}
+
+impl Command {
+    /// The filter flags of an actioning command.
+    pub fn filter_args(&self) -> Option<&FilterArgs> {
+        Some(match self {
+            Command::Replay(a) => &a.filter,
+            Command::Invoke(a) => &a.filter,
+            Command::Populate(PopulateTarget::Parquet(a)) => &a.filter,
+            Command::Populate(PopulateTarget::Dynamodb(a)) => &a.filter,
+            Command::Populate(PopulateTarget::Postgres(a)) | Command::Populate(PopulateTarget::Mysql(a)) => &a.filter,
+            Command::Populate(PopulateTarget::Opensearch(a)) => &a.filter,
+            Command::Populate(PopulateTarget::Redshift(a)) => &a.filter,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -690,6 +748,17 @@ impl FilterArgs {
 
 impl RunArgs {
     fn apply(&self, source: SourceSpec, filter: FilterSpec, action: Action, send: SendPolicy) -> Result<RunSpec> {
+        let route = crate::run::Route {
+            name: None,
+            filter,
+            action,
+            send,
+        };
+        self.spec(source, vec![route], None)
+    }
+
+    /// The run spec of `routes` over one read of `source`, with this command line's run settings.
+    pub fn spec(&self, source: SourceSpec, routes: Vec<crate::run::Route>, command: Option<String>) -> Result<RunSpec> {
         if !(0.0..=600.0).contains(&self.grace_period) {
             return Err(Error::usage(format!(
                 "--grace-period {}: must be between 0 and 600 seconds",
@@ -698,13 +767,12 @@ impl RunArgs {
         }
         Ok(RunSpec {
             source,
-            filter,
-            action,
+            routes,
+            command,
             dry_run: self.dry_run,
             report_dir: self.report_dir.clone(),
             dead_letter: self.dead_letter.clone(),
             output: self.output,
-            send,
             grace_period: std::time::Duration::from_secs_f64(self.grace_period),
             argv: std::env::args().skip(1).collect(),
             resume: None,

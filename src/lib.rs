@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod event;
 pub mod filter;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod resume;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use rehydrate::action::sql::Dialect;
-use rehydrate::cli::{Cli, Command, PopulateTarget};
+use rehydrate::cli::{Cli, Command, PopulateTarget, RunPlanArgs};
 use rehydrate::{report, resume, run, Error, Result};
 
 fn main() {
@@ -43,6 +43,7 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             report::query::run(&args.sql, &args.report_dir, args.format).await?;
             Ok(0)
         }
+        Command::Run(args) if args.check => check_plan(&args).await,
         Command::Resume(args) => continue_run(args, false).await,
         Command::Redrive(args) => continue_run(args, true).await,
         command => match run_spec(command).await? {
@@ -99,9 +100,85 @@ async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result
     run::execute(spec).await
 }
 
+/// A plan's routes, each parsed as its command's command line.
+fn plan_commands(args: &RunPlanArgs) -> Result<(rehydrate::plan::Plan, Vec<Command>)> {
+    let plan = rehydrate::plan::Plan::load(&args.plan, &args.forwarded())?;
+    let mut commands = Vec::new();
+    for r in &plan.routes {
+        let cli = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.argv.iter().cloned())).map_err(
+            |e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
+                Error::usage(format!("{}: route {}: {first}", plan.path, r.name))
+            },
+        )?;
+        commands.push(cli.command);
+    }
+    Ok((plan, commands))
+}
+
+/// `rehydrate run --check`: every route's options, SQL and pattern checked, the routes printed;
+/// nothing is read and no target is contacted.
+async fn check_plan(args: &RunPlanArgs) -> Result<i32> {
+    let (plan, commands) = plan_commands(args)?;
+    let mut lines = vec![format!(
+        "{}: {} routes, one read of the source",
+        plan.path,
+        plan.routes.len()
+    )];
+    for (r, command) in plan.routes.iter().zip(&commands) {
+        let in_route = |e: Error| match e {
+            Error::Usage(m) => Error::usage(format!("route {}: {m}", r.name)),
+            Error::Sql(m) => Error::Sql(format!("route {}: {m}", r.name)),
+            e => e,
+        };
+        let filter = command
+            .filter_args()
+            .ok_or_else(|| Error::usage(format!("route {}: not an actioning command", r.name)))?
+            .to_spec()
+            .map_err(in_route)?;
+        run::check_filter(&filter).await.map_err(in_route)?;
+        let options: Vec<&str> = r
+            .argv
+            .iter()
+            .skip(r.action.split(' ').count())
+            .map(String::as_str)
+            .collect();
+        lines.push(format!(
+            "  {}: {} — {}\n      {}",
+            r.name,
+            r.action,
+            r.filter,
+            options.join(" ")
+        ));
+    }
+    println!("{}", lines.join("\n"));
+    Ok(0)
+}
+
+/// The run spec of a plan: the first route's source, read once, for every route.
+async fn plan_spec(args: &RunPlanArgs) -> Result<run::RunSpec> {
+    let (plan, commands) = plan_commands(args)?;
+    let mut source = None;
+    let mut routes = Vec::new();
+    for (r, command) in plan.routes.iter().zip(commands) {
+        let Some(spec) = Box::pin(run_spec(command)).await? else {
+            return Err(Error::usage(format!("route {}: not an actioning command", r.name)));
+        };
+        source.get_or_insert(spec.source);
+        for mut route in spec.routes {
+            route.name = Some(r.name.clone());
+            routes.push(route);
+        }
+    }
+    let source = source.ok_or_else(|| Error::usage(format!("{}: the plan has no routes", plan.path)))?;
+    args.run.spec(source, routes, Some("run".to_owned()))
+}
+
 /// The run spec of an actioning command (`None` for the others).
 async fn run_spec(command: Command) -> Result<Option<run::RunSpec>> {
     Ok(Some(match command {
+        Command::Run(args) => plan_spec(&args).await?,
         Command::Populate(PopulateTarget::Parquet(args)) => args.to_spec().await?,
         Command::Populate(PopulateTarget::Dynamodb(args)) => args.to_spec().await?,
         Command::Populate(PopulateTarget::Postgres(args)) => args.to_spec(Dialect::Postgres).await?,

@@ -10,7 +10,7 @@ use chrono::{SecondsFormat, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::action::{Action, ActionContext};
@@ -32,16 +32,26 @@ pub enum OutputFormat {
 }
 
 /// Everything an actioning command needs, validated before any I/O.
-pub struct RunSpec {
-    pub source: SourceSpec,
+/// One selection and its action. A command is one route; a plan or a bus's rules are several,
+/// served by one read of the source.
+pub struct Route {
+    /// The route's name (none for a single command): `outcomes.route`.
+    pub name: Option<String>,
     pub filter: FilterSpec,
     pub action: Action,
+    /// The driver's settings (concurrency, rate, retries).
+    pub send: crate::action::driver::SendPolicy,
+}
+
+pub struct RunSpec {
+    pub source: SourceSpec,
+    pub routes: Vec<Route>,
+    /// The command name for the summary of a run of several routes (`run`, `invoke`).
+    pub command: Option<String>,
     pub dry_run: bool,
     pub report_dir: PathBuf,
     pub dead_letter: Option<PathBuf>,
     pub output: OutputFormat,
-    /// The driver's settings (concurrency, rate, retries).
-    pub send: crate::action::driver::SendPolicy,
     /// After SIGINT / SIGTERM, how long requests in flight may take to finish.
     pub grace_period: Duration,
     /// The command line (after the program name), saved so that the run can be resumed.
@@ -241,6 +251,55 @@ fn new_run_id() -> String {
     format!("{}-{random:04x}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
+/// Splits one stream of `events` batches into `n` streams that each see every batch (the
+/// source is read once for every route). Bounded: the slowest route holds the source back.
+fn fan_out(events: SendableRecordBatchStream, n: usize) -> Vec<SendableRecordBatchStream> {
+    let schema = events.schema();
+    let mut senders = Vec::with_capacity(n);
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel::<datafusion::error::Result<arrow::array::RecordBatch>>(2);
+        senders.push(tx);
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        streams.push(Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream)) as SendableRecordBatchStream);
+    }
+    tokio::spawn(async move {
+        let mut events = events;
+        while let Some(item) = events.next().await {
+            let mut alive = false;
+            for tx in &senders {
+                let copy = match &item {
+                    Ok(b) => Ok(b.clone()),
+                    Err(e) => Err(DataFusionError::External(e.to_string().into())),
+                };
+                alive |= tx.send(copy).await.is_ok();
+            }
+            if !alive {
+                return;
+            }
+        }
+    });
+    streams
+}
+
+/// Plans `filter` over an empty `events` table: its SQL and pattern are checked without reading
+/// anything (`rehydrate run --check`).
+pub async fn check_filter(filter: &FilterSpec) -> Result<()> {
+    let ctx = filter::session(8192)?;
+    let empty: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+        event::source_schema(),
+        futures::stream::empty(),
+    ));
+    filter::select(&ctx, empty, filter).await.map(|_| ())
+}
+
+/// One route of a run, planned: its selection and its target checked.
+struct PlannedRoute<'a> {
+    route: &'a Route,
+    selection: filter::Selection,
+    name: Option<Arc<str>>,
+}
+
 /// Runs an actioning command and returns its exit code (0, or 3 when events failed or were
 /// rejected). Errors that stop the run are returned after the summary has been saved.
 pub async fn execute(spec: RunSpec) -> Result<i32> {
@@ -251,9 +310,12 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     let interrupt = Interrupt::listen(spec.grace_period);
     let reached = Arc::new(AtomicU64::new(0));
     let already_done = Arc::new(AtomicU64::new(0));
+    if spec.routes.is_empty() {
+        return Err(Error::usage("nothing to do: the run has no routes"));
+    }
+    let many = spec.routes.len() > 1 || spec.routes[0].name.is_some();
 
     // Plan first: bad SQL is reported before anything is created on disk.
-    let ctx = filter::session(spec.source.batch_size)?;
     let checkpoints = Arc::new(OnceLock::new());
     let events = events_stream(
         &spec.source,
@@ -266,16 +328,34 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
             .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
         checkpoints.clone(),
     );
-    let selection = filter::select(&ctx, events, &spec.filter).await?;
-    // What the target needs from the selection is checked before anything exists on disk.
-    let data_schema = crate::action::strip_columns(
-        &arrow::array::RecordBatch::new_empty(Arc::new(selection.df.schema().as_arrow().clone())),
-        &selection.helper_columns,
-    )?
-    .schema();
-    spec.action
-        .check(&data_schema, selection.is_whole_events(), spec.dry_run)
-        .await?;
+    let inputs = match spec.routes.len() {
+        1 => vec![events],
+        n => fan_out(events, n),
+    };
+    let mut planned = Vec::with_capacity(spec.routes.len());
+    for (route, input) in spec.routes.iter().zip(inputs) {
+        // Each route has a session of its own: its own `events` view over its copy of the stream.
+        let ctx = filter::session(spec.source.batch_size)?;
+        let selection = filter::select(&ctx, input, &route.filter)
+            .await
+            .map_err(|e| in_route(route, e))?;
+        // What the target needs from the selection is checked before anything exists on disk.
+        let data_schema = crate::action::strip_columns(
+            &arrow::array::RecordBatch::new_empty(Arc::new(selection.df.schema().as_arrow().clone())),
+            &selection.helper_columns,
+        )?
+        .schema();
+        route
+            .action
+            .check(&data_schema, selection.is_whole_events(), spec.dry_run)
+            .await
+            .map_err(|e| in_route(route, e))?;
+        planned.push(PlannedRoute {
+            route,
+            selection,
+            name: route.name.as_deref().map(Arc::from),
+        });
+    }
 
     check_dead_letter_is_not_an_input(&spec)?;
 
@@ -289,11 +369,20 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         .dead_letter
         .clone()
         .unwrap_or_else(|| run_dir.join("dead-letter.ndjson"));
-    let target = spec.action.target();
+    let target = match many {
+        false => spec.routes[0].action.target(),
+        true => format!("{} routes", spec.routes.len()),
+    };
+    let route_targets = spec
+        .routes
+        .iter()
+        .filter_map(|r| Some((r.name.clone()?, r.action.target())))
+        .collect();
     let recorder = Recorder::start(
         &run_id,
         &run_dir,
         &target,
+        route_targets,
         dead_letter.clone(),
         spec.in_flight.clone(),
         rx,
@@ -303,31 +392,31 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         false => Some(Arc::new(crate::resume::InFlightLog::create(&run_dir)?)),
     };
     // Checkpoints, and the events the filter passed, let a resume start each origin where its
-    // settled part ends; only when the selection keeps the source's order and its rows are events.
-    let matched_log = match !spec.dry_run && selection.keys.is_some() && filter::keeps_source_order(&selection) {
+    // settled part ends; only for one route whose selection keeps the source's order and whose
+    // rows are events (several routes settle an origin each at their own pace).
+    let matched_log = match !spec.dry_run
+        && !many
+        && planned[0].selection.keys.is_some()
+        && filter::keeps_source_order(&planned[0].selection)
+    {
         true => {
             let _ = checkpoints.set(crate::resume::CheckpointLog::create(&run_dir)?);
-            Some(crate::resume::InFlightLog::create_named(
+            Some(Arc::new(crate::resume::InFlightLog::create_named(
                 &run_dir,
                 crate::resume::MATCHED_LOG,
-            )?)
+            )?))
         }
         false => None,
     };
     let progress = Progress::new(stats.clone(), spec.source.total_bytes);
     let counters = Arc::new(crate::action::driver::Counters::default());
-
-    let action_ctx = ActionContext {
-        run_id: run_id.clone(),
-        dry_run: spec.dry_run,
-        keys: selection.keys.clone(),
-        helper_columns: selection.helper_columns.clone(),
-        outcomes: tx,
-        progress: progress.clone(),
-        send: spec.send.clone(),
-        counters: counters.clone(),
-        stop: interrupt.stop.clone(),
-        in_flight,
+    let command = match many {
+        false => spec.routes[0].action.command().to_owned(),
+        true => spec.command.clone().unwrap_or_else(|| "run".to_owned()),
+    };
+    let filter_text = match many {
+        false => spec.routes[0].filter.to_string(),
+        true => format!("{} routes", spec.routes.len()),
     };
     let mut summary = RunSummary {
         run_id: run_id.clone(),
@@ -336,9 +425,9 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: 0,
         in_flight_resent: 0,
-        command: spec.action.command().into(),
+        command: command.clone(),
         source: spec.source.description.clone(),
-        filter: spec.filter.to_string(),
+        filter: filter_text.clone(),
         target: target.clone(),
         started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -361,6 +450,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         dead_letter: None,
         error: None,
         rehydrate_version: env!("CARGO_PKG_VERSION").into(),
+        routes: Vec::new(),
     };
     // Saved now, so that a run killed before its end is still seen by `rehydrate report`.
     report::save_summary(&run_dir, &summary)?;
@@ -368,24 +458,54 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
 
     // `matched` is counted where the filter emits rows, apart from the outcomes, so an outcome
     // that never arrives is a gap to report, not a silent "filtered".
-    let matched_rows = Arc::new(AtomicU64::new(0));
-    let work = async {
-        let stream = selection.df.execute_stream().await?;
-        let schema = stream.schema();
-        let (counter, progress) = (matched_rows.clone(), progress.clone());
-        let keys = selection.keys.clone();
-        let counted = stream.inspect(move |b| {
-            if let Ok(b) = b {
-                counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-                progress.add_matched(b.num_rows() as u64);
-                if let Some(log) = &matched_log {
-                    let rows = crate::action::RowKeys::new(b, keys.as_ref());
-                    log.mark(true, (0..rows.len()).filter_map(|i| rows.place(i)));
-                }
-            }
+    let matched_rows: Vec<Arc<AtomicU64>> = planned.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let mut contexts = Vec::with_capacity(planned.len());
+    for p in &planned {
+        contexts.push(ActionContext {
+            run_id: run_id.clone(),
+            dry_run: spec.dry_run,
+            keys: p.selection.keys.clone(),
+            helper_columns: p.selection.helper_columns.clone(),
+            outcomes: tx.clone(),
+            progress: progress.clone(),
+            send: p.route.send.clone(),
+            counters: counters.clone(),
+            stop: interrupt.stop.clone(),
+            in_flight: in_flight.clone(),
+            route: p.name.clone(),
         });
-        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
-        spec.action.run(stream, &action_ctx).await
+    }
+    drop(tx);
+    let work = {
+        let runs = planned
+            .iter()
+            .zip(&contexts)
+            .zip(&matched_rows)
+            .map(|((p, ctx), counter)| {
+                let matched_log = matched_log.clone();
+                let progress = progress.clone();
+                let counter = counter.clone();
+                async move {
+                    let stream = p.selection.df.clone().execute_stream().await?;
+                    let schema = stream.schema();
+                    let keys = p.selection.keys.clone();
+                    let counted = stream.inspect(move |b| {
+                        if let Ok(b) = b {
+                            counter.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+                            progress.add_matched(b.num_rows() as u64);
+                            if let Some(log) = &matched_log {
+                                let rows = crate::action::RowKeys::new(b, keys.as_ref());
+                                log.mark(true, (0..rows.len()).filter_map(|i| rows.place(i)));
+                            }
+                        }
+                    });
+                    let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, counted));
+                    p.route.action.run(stream, ctx).await.map_err(|e| in_route(p.route, e))
+                }
+            });
+        // Every route runs to its end (one failing does not abandon the others' work in
+        // flight); the first error is the run's.
+        futures::future::join_all(runs).map(|results| results.into_iter().collect::<Result<Vec<()>>>().map(|_| ()))
     };
     let result = tokio::select! {
         r = work => r.map_err(plain),
@@ -398,13 +518,13 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         // outcomes.parquet.
         recorder.keep_log();
     }
-    drop(action_ctx);
-    drop(ctx);
+    drop(contexts);
+    drop(planned);
     let totals = recorder.finish()?;
 
     let read = reached.load(Ordering::Relaxed);
     let (requests, retries, bytes_sent) = counters.get();
-    let matched = matched_rows.load(Ordering::Relaxed);
+    let matched: u64 = matched_rows.iter().map(|m| m.load(Ordering::Relaxed)).sum();
     let outcomes = totals.succeeded + totals.failed + totals.skipped - totals.skipped_at_source;
     let interrupted = interrupt.interrupted();
     let result = match result {
@@ -450,6 +570,31 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         )),
         Ok(()) => None,
     };
+    let unfiltered = read.saturating_sub(totals.rejected + totals.skipped_at_source);
+    let routes: Vec<report::RouteSummary> = match many {
+        false => Vec::new(),
+        true => spec
+            .routes
+            .iter()
+            .zip(&matched_rows)
+            .map(|(r, m)| {
+                let name = r.name.clone().unwrap_or_default();
+                let t = totals.by_route.get(&name).cloned().unwrap_or_default();
+                let matched = m.load(Ordering::Relaxed);
+                report::RouteSummary {
+                    route: name,
+                    command: r.action.command().to_owned(),
+                    filter: r.filter.to_string(),
+                    target: r.action.target(),
+                    filtered: unfiltered.saturating_sub(matched),
+                    matched,
+                    succeeded: t.succeeded,
+                    failed: t.failed,
+                    skipped: t.skipped,
+                }
+            })
+            .collect(),
+    };
     summary = RunSummary {
         run_id: run_id.clone(),
         status: if interrupted {
@@ -464,18 +609,22 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         resumed_from: spec.resume.as_ref().map(|(id, _, _)| id.clone()),
         already_done: already_done.load(Ordering::Relaxed),
         in_flight_resent: totals.in_flight_resent,
-        command: spec.action.command().into(),
+        command,
         source: spec.source.description.clone(),
-        filter: spec.filter.to_string(),
+        filter: filter_text,
         target,
         started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         read,
         rejected: totals.rejected,
         not_events: totals.skipped_at_source,
-        // Whatever was read and neither rejected nor matched was filtered out. (A --query that
-        // aggregates makes rows that are not events; matched then counts its rows.)
-        filtered: read.saturating_sub(totals.rejected + totals.skipped_at_source + matched),
+        // Whatever was read and neither rejected nor matched was filtered out (per route, in a
+        // run of several). (A --query that aggregates makes rows that are not events; matched
+        // then counts its rows.)
+        filtered: match many {
+            false => unfiltered.saturating_sub(matched),
+            true => routes.iter().map(|r| r.filtered).sum(),
+        },
         matched,
         succeeded: totals.succeeded,
         failed: totals.failed,
@@ -491,6 +640,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         dead_letter: (totals.dead_letters > 0).then(|| dead_letter.display().to_string()),
         error,
         rehydrate_version: env!("CARGO_PKG_VERSION").into(),
+        routes,
     };
     report::save_summary(&run_dir, &summary)?;
     match spec.output {
@@ -514,7 +664,19 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     }
 }
 
-/// One line on stdout; a reader that went away (`… | head`) is not an error.
+/// An error of one route of several, prefixed with the route's name.
+fn in_route(route: &Route, e: Error) -> Error {
+    match (&route.name, e) {
+        (Some(name), Error::Usage(m)) => Error::Usage(format!("route {name}: {m}")),
+        (Some(name), Error::Sql(m)) => Error::Sql(format!("route {name}: {m}")),
+        (Some(name), Error::Target { target, message }) => Error::Target {
+            target: format!("route {name}: {target}"),
+            message,
+        },
+        (_, e) => e,
+    }
+}
+
 fn print_line(text: &str) -> Result<()> {
     use std::io::Write;
     match writeln!(std::io::stdout().lock(), "{text}") {

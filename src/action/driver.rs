@@ -957,6 +957,7 @@ mod tests {
             counters: Arc::new(Counters::default()),
             stop: Default::default(),
             in_flight: None,
+            route: None,
         };
         let target = Scripted {
             requests: Mutex::new(Vec::new()),

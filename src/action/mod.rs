@@ -45,6 +45,8 @@ pub struct ActionContext {
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Where the driver marks the events whose request is out (none in a dry run).
     pub in_flight: Option<Arc<crate::resume::InFlightLog>>,
+    /// The route this action serves, in a run of several: every outcome names it.
+    pub route: Option<Arc<str>>,
 }
 
 impl ActionContext {
@@ -69,6 +71,11 @@ impl ActionContext {
             outcomes.pop();
         }
         if !outcomes.is_empty() {
+            if let Some(r) = &self.route {
+                for o in &mut outcomes {
+                    o.route = Some(r.clone());
+                }
+            }
             self.outcomes.send(RecorderMsg::Outcomes(outcomes));
         }
     }
@@ -106,6 +113,7 @@ impl ActionContext {
             error_message: None,
             latency_ms: None,
             object_key: None,
+            route: self.route.clone(),
         };
         fill(&mut bulk);
         self.outcomes.send(RecorderMsg::Bulk(bulk));

@@ -61,6 +61,9 @@ pub struct Outcome {
     pub object_key: Option<String>,
     /// The line to append to the dead-letter file, for failed events.
     pub dead_letter: Option<String>,
+    /// The route of a run of several (a plan's route, a bus rule's target); set by the action
+    /// context.
+    pub route: Option<Arc<str>>,
 }
 
 impl Outcome {
@@ -76,6 +79,7 @@ impl Outcome {
             latency_ms: None,
             object_key: None,
             dead_letter: None,
+            route: None,
         }
     }
 }
@@ -97,6 +101,7 @@ pub fn outcomes_schema() -> SchemaRef {
                 Field::new("error_message", DataType::Utf8, true),
                 Field::new("latency_ms", DataType::Float64, true),
                 Field::new("object_key", DataType::Utf8, true),
+                Field::new("route", DataType::Utf8, true),
             ]))
         })
         .clone()
@@ -158,6 +163,33 @@ pub struct RunSummary {
     pub dead_letter: Option<String>,
     pub error: Option<String>,
     pub rehydrate_version: String,
+    /// A run of several routes (a plan, a bus's rules): each route's own counts. The run's
+    /// `matched`, `filtered`, `succeeded`, `failed` and `skipped` are their sums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSummary>,
+}
+
+/// One route of a run of several.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RouteSummary {
+    pub route: String,
+    pub command: String,
+    pub filter: String,
+    pub target: String,
+    /// read = rejected + not_events + filtered + matched, for each route.
+    pub filtered: u64,
+    pub matched: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+/// Outcome counts of one route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTotals {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub skipped: u64,
 }
 
 fn completed() -> String {
@@ -267,6 +299,7 @@ pub struct BulkOutcome {
     pub error_message: Option<String>,
     pub latency_ms: Option<f64>,
     pub object_key: Option<String>,
+    pub route: Option<Arc<str>>,
 }
 
 /// Totals the recorder counted, for the summary.
@@ -284,6 +317,8 @@ pub struct Totals {
     pub in_flight_resent: u64,
     /// The first failures and rejections, by name, for the human summary.
     pub named_failures: Vec<String>,
+    /// Outcome counts by route (runs of several routes).
+    pub by_route: std::collections::HashMap<String, RouteTotals>,
 }
 
 const NAMED_FAILURES: usize = 20;
@@ -298,10 +333,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// `target` names the target of outcomes without a route; `routes` the target of each route.
     pub fn start(
         run_id: &str,
         run_dir: &Path,
         target: &str,
+        routes: std::collections::HashMap<String, String>,
         dead_letter: PathBuf,
         in_flight_before: Option<Arc<crate::resume::Done>>,
         mut rx: mpsc::Receiver<RecorderMsg>,
@@ -316,6 +353,7 @@ impl Recorder {
         let mut state = RecorderState {
             run_id: run_id.to_owned(),
             target: target.to_owned(),
+            route_targets: routes,
             writer,
             pending: OutcomeBuilders::default(),
             dead_letter_path: dead_letter,
@@ -369,6 +407,8 @@ struct OutcomeBuilders {
     error_message: StringBuilder,
     latency_ms: Float64Builder,
     object_key: StringBuilder,
+    target: StringBuilder,
+    route: StringBuilder,
     rows: usize,
 }
 
@@ -379,6 +419,7 @@ pub const OUTCOMES: &str = "outcomes.parquet";
 struct RecorderState {
     run_id: String,
     target: String,
+    route_targets: std::collections::HashMap<String, String>,
     writer: StreamWriter<BufWriter<File>>,
     pending: OutcomeBuilders,
     dead_letter_path: PathBuf,
@@ -467,12 +508,7 @@ impl RecorderState {
             self.name_failure(&msg);
         }
         self.flush()?;
-        match b.status {
-            Status::Succeeded => self.totals.succeeded += b.rows as u64,
-            Status::Failed => self.totals.failed += b.rows as u64,
-            Status::Rejected => self.totals.rejected += b.rows as u64,
-            Status::Skipped => self.totals.skipped += b.rows as u64,
-        }
+        self.count(b.status, b.route.as_deref(), b.rows as u64);
         let rows = b.rows;
         let column = |a: Option<ArrayRef>, t: &DataType| -> Result<ArrayRef> {
             Ok(match a {
@@ -485,18 +521,20 @@ impl RecorderState {
         let origin = column(b.origin, &DataType::Utf8)?;
         let position = column(b.position, &DataType::UInt64)?;
         let attempts = self.bulk_attempts(&origin, &position, b.attempts, rows);
+        let target = self.target_of(b.route.as_deref()).to_owned();
         let columns: Vec<ArrayRef> = vec![
             repeat(Some(&self.run_id)),
             column(b.event_id, &DataType::Utf8)?,
             origin,
             position,
-            repeat(Some(&self.target)),
+            repeat(Some(&target)),
             repeat(Some(b.status.as_str())),
             attempts,
             repeat(b.error_code.as_deref()),
             repeat(b.error_message.as_deref()),
             Arc::new(arrow::array::Float64Array::from(vec![b.latency_ms; rows])),
             repeat(b.object_key.as_deref()),
+            repeat(b.route.as_deref()),
         ];
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
         self.writer.write(&batch)?;
@@ -567,13 +605,11 @@ impl RecorderState {
         if o.status != Status::Rejected && self.was_in_flight(o.origin.as_deref(), o.position) {
             o.attempts += 1;
         }
-        match o.status {
-            Status::Succeeded => self.totals.succeeded += 1,
-            Status::Failed => self.totals.failed += 1,
-            Status::Rejected => self.totals.rejected += 1,
-            Status::Skipped => self.totals.skipped += 1,
-        }
+        self.count(o.status, o.route.as_deref(), 1);
+        let target = self.target_of(o.route.as_deref()).to_owned();
         let b = &mut self.pending;
+        b.target.append_value(target);
+        b.route.append_option(o.route.as_deref());
         b.event_id.append_option(o.event_id);
         b.origin.append_option(o.origin);
         b.position.append_option(o.position);
@@ -588,6 +624,30 @@ impl RecorderState {
             self.flush()?;
         }
         Ok(())
+    }
+
+    fn count(&mut self, status: Status, route: Option<&str>, n: u64) {
+        match status {
+            Status::Succeeded => self.totals.succeeded += n,
+            Status::Failed => self.totals.failed += n,
+            Status::Rejected => self.totals.rejected += n,
+            Status::Skipped => self.totals.skipped += n,
+        }
+        if let Some(r) = route {
+            let t = self.totals.by_route.entry(r.to_owned()).or_default();
+            match status {
+                Status::Succeeded => t.succeeded += n,
+                Status::Failed => t.failed += n,
+                Status::Skipped => t.skipped += n,
+                Status::Rejected => {}
+            }
+        }
+    }
+
+    fn target_of(&self, route: Option<&str>) -> &str {
+        route
+            .and_then(|r| self.route_targets.get(r))
+            .map_or(self.target.as_str(), String::as_str)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -608,13 +668,14 @@ impl RecorderState {
             Arc::new(b.event_id.finish()),
             Arc::new(b.origin.finish()),
             Arc::new(b.position.finish()),
-            repeat(&self.target),
+            Arc::new(b.target.finish()),
             Arc::new(b.status.finish()),
             Arc::new(b.attempts.finish()),
             Arc::new(b.error_code.finish()),
             Arc::new(b.error_message.finish()),
             Arc::new(b.latency_ms.finish()),
             Arc::new(b.object_key.finish()),
+            Arc::new(b.route.finish()),
         ];
         b.rows = 0;
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
@@ -836,7 +897,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dl = dir.path().join("dl.ndjson");
         let (tx, rx) = RecorderTx::bounded();
-        let rec = Recorder::start("r1", dir.path(), "t", dl.clone(), None, rx).unwrap();
+        let rec = Recorder::start("r1", dir.path(), "t", Default::default(), dl.clone(), None, rx).unwrap();
         tx.send(RecorderMsg::Rejections(vec![Rejection {
             origin: "f.json".into(),
             position: 2,
@@ -867,7 +928,16 @@ mod tests {
     fn a_full_queue_makes_senders_wait_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, rx) = RecorderTx::bounded();
-        let rec = Recorder::start("r1", dir.path(), "t", dir.path().join("dl"), None, rx).unwrap();
+        let rec = Recorder::start(
+            "r1",
+            dir.path(),
+            "t",
+            Default::default(),
+            dir.path().join("dl"),
+            None,
+            rx,
+        )
+        .unwrap();
         // Far more messages than the queue holds, from two threads at once.
         let n = RECORDER_QUEUE * 20;
         std::thread::scope(|scope| {
