@@ -498,12 +498,22 @@ fn outcomes_of(run_dir: &Path) -> Result<Vec<RecordBatch>> {
     Ok(Vec::new())
 }
 
+/// The key of an event's place in [`Done`]: its origin, or, for an outcome of one route of a run
+/// of several, the route and the origin (each route finishes an event on its own).
+pub fn route_key<'a>(route: Option<&str>, origin: &'a str) -> std::borrow::Cow<'a, str> {
+    match route {
+        None => std::borrow::Cow::Borrowed(origin),
+        Some(r) => std::borrow::Cow::Owned(format!("{r}\u{1f}{origin}")),
+    }
+}
+
 fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>, only_unfinished: bool) {
     let (Some(origin), Some(position)) = (batch.column_by_name("origin"), batch.column_by_name("position")) else {
         return;
     };
     let origin = origin.as_string::<i32>();
     let position = position.as_primitive::<UInt64Type>();
+    let route = batch.column_by_name("route").map(|r| r.as_string::<i32>().clone());
     let status = batch.column_by_name("status").map(|s| s.as_string::<i32>().clone());
     for i in 0..batch.num_rows() {
         let unfinished = status.as_ref().is_some_and(|s| s.value(i) != "succeeded");
@@ -511,7 +521,8 @@ fn collect(batch: &RecordBatch, into: &mut HashMap<String, Vec<u64>>, only_unfin
             continue;
         }
         if origin.is_valid(i) && position.is_valid(i) {
-            into.entry(origin.value(i).to_owned())
+            let route = route.as_ref().filter(|r| r.is_valid(i)).map(|r| r.value(i));
+            into.entry(route_key(route, origin.value(i)).into_owned())
                 .or_default()
                 .push(position.value(i));
         }

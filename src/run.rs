@@ -80,6 +80,9 @@ fn events_stream(
     reached: Arc<AtomicU64>,
     done: Option<(Arc<crate::resume::Done>, bool, Arc<AtomicU64>)>,
     checkpoints: Arc<OnceLock<crate::resume::CheckpointLog>>,
+    // Whether `done` applies to the events here (one route), or only to rejections (several
+    // routes: each leaves out its own events, see `route_input`).
+    rows_too: bool,
 ) -> SendableRecordBatchStream {
     let mut seq = 0u64;
     let stream = crate::source::stream(source, stats, decode_parallelism())
@@ -96,8 +99,10 @@ fn events_stream(
                     // what ended failed, rejected or skipped is.
                     let before = d.batch.num_rows() + d.rejections.len();
                     d.rejections.retain(|r| done.contains(&r.origin, r.position) == *only);
-                    d.batch =
-                        leave_out_done(&d.batch, done, *only).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    if rows_too {
+                        d.batch = leave_out_done(&d.batch, done, *only, None)
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    }
                     skipped.fetch_add(
                         (before - d.batch.num_rows() - d.rejections.len()) as u64,
                         Ordering::Relaxed,
@@ -119,6 +124,7 @@ fn leave_out_done(
     batch: &arrow::array::RecordBatch,
     done: &crate::resume::Done,
     only: bool,
+    route: Option<&str>,
 ) -> Result<arrow::array::RecordBatch> {
     use arrow::array::{Array, AsArray, BooleanArray};
     let origin = batch
@@ -132,8 +138,9 @@ fn leave_out_done(
     };
     let keep: BooleanArray = (0..batch.num_rows())
         .map(|i| {
-            let listed =
-                origin.is_valid(i) && position.is_valid(i) && done.contains(origin.value(i), position.value(i));
+            let listed = origin.is_valid(i)
+                && position.is_valid(i)
+                && done.contains(&crate::resume::route_key(route, origin.value(i)), position.value(i));
             Some(listed == only)
         })
         .collect();
@@ -293,6 +300,26 @@ pub async fn check_filter(filter: &FilterSpec) -> Result<()> {
     filter::select(&ctx, empty, filter).await.map(|_| ())
 }
 
+/// A route's copy of the events without those the route already finished (resume) or with only
+/// those it did not (re-drive).
+fn route_input(
+    input: SendableRecordBatchStream,
+    done: Arc<crate::resume::Done>,
+    only: bool,
+    route: Option<String>,
+    skipped: Arc<AtomicU64>,
+) -> SendableRecordBatchStream {
+    let schema = input.schema();
+    let stream = input.map(move |batch| {
+        let batch = batch?;
+        let kept = leave_out_done(&batch, &done, only, route.as_deref())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        skipped.fetch_add((batch.num_rows() - kept.num_rows()) as u64, Ordering::Relaxed);
+        Ok(kept)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
 /// One route of a run, planned: its selection and its target checked.
 struct PlannedRoute<'a> {
     route: &'a Route,
@@ -327,11 +354,23 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
             .as_ref()
             .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
         checkpoints.clone(),
+        !many,
     );
     let inputs = match spec.routes.len() {
         1 => vec![events],
         n => fan_out(events, n),
     };
+    // Resuming a run of several routes: each route leaves out what it finished itself.
+    let inputs: Vec<SendableRecordBatchStream> = inputs
+        .into_iter()
+        .zip(&spec.routes)
+        .map(|(input, route)| match (&spec.resume, many) {
+            (Some((_, done, only)), true) => {
+                route_input(input, done.clone(), *only, route.name.clone(), already_done.clone())
+            }
+            _ => input,
+        })
+        .collect();
     let mut planned = Vec::with_capacity(spec.routes.len());
     for (route, input) in spec.routes.iter().zip(inputs) {
         // Each route has a session of its own: its own `events` view over its copy of the stream.
@@ -714,6 +753,7 @@ pub async fn preview(
         Arc::new(AtomicU64::new(0)),
         None,
         Arc::new(OnceLock::new()),
+        true,
     );
     let selection = filter::select(&ctx, events, &filter_spec).await?;
     let limit = match (limit, format) {

@@ -230,3 +230,71 @@ fn a_plan_with_an_unknown_option_is_refused_with_its_line_and_column() {
     let o = rehydrate(&["run", "--check", json.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn a_killed_plan_resumes_each_route_from_what_it_finished() {
+    let moto = moto();
+    moto_ctl(&moto.url, &["replay-target", "slow-bus", "slow-q"]);
+    let env = aws_env(&moto.url);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    // A slow route (40 events a second) and a fast one: killed while the slow one is midway.
+    std::fs::write(
+        &plan,
+        format!(
+            "[source]\nfrom = [\"testdata/events.ndjson\"]\n\n[[route]]\nname = \"slow\"\naction = \"replay\"\nwhere = \"source = 'com.shop.payments'\"\nbus = \"slow-bus\"\nrate = 40\n\n[[route]]\nname = \"fast\"\naction = \"populate-parquet\"\nwhere = \"{USERS}\"\nto = \"{}\"\n",
+            dir.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    let reports = dir.path().join("runs");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(["run", plan.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()])
+        .current_dir(repo())
+        .env_remove("REHYDRATE_REPORT_DIR")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    child.wait().unwrap();
+    let first = runs(&reports).pop().unwrap();
+    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
+    let o = rehydrate_full(
+        &["resume", "--report-dir", reports.to_str().unwrap(), &first_id],
+        None,
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Across both runs, each route gave each of its events exactly one outcome.
+    let o = rehydrate(&[
+        "report",
+        "--format",
+        "csv",
+        "--report-dir",
+        reports.to_str().unwrap(),
+        "SELECT route, count(*), count(DISTINCT event_id), max(n) FROM (SELECT route, event_id, count(*) AS n FROM outcomes \
+         WHERE status = 'succeeded' GROUP BY route, event_id) GROUP BY route ORDER BY route",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let payments = 220;
+    let users = 335;
+    assert_eq!(
+        stdout(&o).lines().skip(1).collect::<Vec<_>>(),
+        [
+            format!("fast,{users},{users},1"),
+            format!("slow,{payments},{payments},1")
+        ],
+        "{}",
+        stdout(&o)
+    );
+    let second = runs(&reports).into_iter().find(|r| r != &first).unwrap();
+    let s = run_summary(&second);
+    assert!(s["already_done"].as_u64().unwrap() > 0, "{s}");
+}

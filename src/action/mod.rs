@@ -59,8 +59,18 @@ impl ActionContext {
     /// false: the answer said they were not applied), so that a resume after a kill knows
     /// which events' delivery is unknown.
     pub fn mark_in_flight<'a>(&self, sent: bool, places: impl IntoIterator<Item = (&'a str, u64)>) {
-        if let Some(log) = &self.in_flight {
-            log.mark(sent, places);
+        let Some(log) = &self.in_flight else {
+            return;
+        };
+        match &self.route {
+            None => log.mark(sent, places),
+            Some(r) => {
+                let keyed: Vec<(String, u64)> = places
+                    .into_iter()
+                    .map(|(o, p)| (crate::resume::route_key(Some(r), o).into_owned(), p))
+                    .collect();
+                log.mark(sent, keyed.iter().map(|(o, p)| (o.as_str(), *p)));
+            }
         }
     }
 

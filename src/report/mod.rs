@@ -520,7 +520,7 @@ impl RecorderState {
         let repeat = |v: Option<&str>| -> ArrayRef { Arc::new(arrow::array::StringArray::from(vec![v; rows])) };
         let origin = column(b.origin, &DataType::Utf8)?;
         let position = column(b.position, &DataType::UInt64)?;
-        let attempts = self.bulk_attempts(&origin, &position, b.attempts, rows);
+        let attempts = self.bulk_attempts(&origin, &position, b.attempts, rows, b.route.as_deref());
         let target = self.target_of(b.route.as_deref()).to_owned();
         let columns: Vec<ArrayRef> = vec![
             repeat(Some(&self.run_id)),
@@ -543,7 +543,14 @@ impl RecorderState {
 
     /// The attempts of a bulk outcome: one more for the events in flight at the resumed run's
     /// stop.
-    fn bulk_attempts(&mut self, origin: &ArrayRef, position: &ArrayRef, attempts: u32, rows: usize) -> ArrayRef {
+    fn bulk_attempts(
+        &mut self,
+        origin: &ArrayRef,
+        position: &ArrayRef,
+        attempts: u32,
+        rows: usize,
+        route: Option<&str>,
+    ) -> ArrayRef {
         use arrow::array::{Array, AsArray};
         if self.in_flight_before.is_none() {
             return Arc::new(arrow::array::UInt32Array::from(vec![attempts; rows]));
@@ -552,9 +559,11 @@ impl RecorderState {
         let position = position.as_primitive::<arrow::datatypes::UInt64Type>();
         let values: Vec<u32> = (0..rows)
             .map(|i| {
-                let o = origin.is_valid(i).then(|| origin.value(i));
+                let o = origin
+                    .is_valid(i)
+                    .then(|| crate::resume::route_key(route, origin.value(i)).into_owned());
                 let p = position.is_valid(i).then(|| position.value(i));
-                attempts + u32::from(self.was_in_flight(o, p))
+                attempts + u32::from(self.was_in_flight(o.as_deref(), p))
             })
             .collect();
         Arc::new(arrow::array::UInt32Array::from(values))
@@ -602,7 +611,11 @@ impl RecorderState {
     }
 
     fn push(&mut self, mut o: Outcome) -> Result<()> {
-        if o.status != Status::Rejected && self.was_in_flight(o.origin.as_deref(), o.position) {
+        let key = o
+            .origin
+            .as_deref()
+            .map(|origin| crate::resume::route_key(o.route.as_deref(), origin).into_owned());
+        if o.status != Status::Rejected && self.was_in_flight(key.as_deref(), o.position) {
             o.attempts += 1;
         }
         self.count(o.status, o.route.as_deref(), 1);
