@@ -413,8 +413,22 @@ pub struct InvokeArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// The function: a name, an ARN, or name:alias.
-    #[arg(long, value_name = "NAME|ARN")]
-    pub function: String,
+    #[arg(
+        long,
+        value_name = "NAME|ARN",
+        required_unless_present = "rules_from_bus",
+        conflicts_with = "rules_from_bus"
+    )]
+    pub function: Option<String>,
+    /// Route as this bus's rules do: every event is matched against every rule's pattern, and each matching rule's Lambda targets are invoked with what EventBridge would deliver (Input, InputPath, InputTransformer).
+    #[arg(long, value_name = "BUS")]
+    pub rules_from_bus: Option<String>,
+    /// With --rules-from-bus: only this rule (repeat for more).
+    #[arg(long = "rule", value_name = "NAME", requires = "rules_from_bus")]
+    pub rules: Vec<String>,
+    /// With --rules-from-bus: disabled rules too.
+    #[arg(long, requires = "rules_from_bus")]
+    pub include_disabled: bool,
     #[arg(long, value_enum, default_value_t = Invocation::RequestResponse)]
     pub invocation_type: Invocation,
     /// Sort all selected events by time before invoking (spills to disk for large stores).
@@ -723,7 +737,7 @@ impl FilterArgs {
                 return Err(Error::usage("--since must be before --until"));
             }
         }
-        let pattern = match &self.pattern {
+        let patterns = match &self.pattern {
             Some(p) => {
                 let text = read_at_file(p)?;
                 let compiled = crate::filter::pattern::Pattern::compile(&text).map_err(|reason| {
@@ -731,16 +745,16 @@ impl FilterArgs {
                         "--pattern: {reason} (EventBridge event-pattern syntax: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html)"
                     ))
                 })?;
-                Some(Arc::new(compiled))
+                vec![Arc::new(compiled)]
             }
-            None => None,
+            None => Vec::new(),
         };
         Ok(FilterSpec {
             where_,
             query,
             since,
             until,
-            pattern,
+            patterns,
             ..FilterSpec::default()
         })
     }
@@ -820,14 +834,78 @@ impl InvokeArgs {
         filter.order_by_time = self.order_by == Some(OrderBy::Time);
         filter.ordering_key = self.ordering_key.clone();
         let config = aws::connect(&self.aws, self.run.dry_run).await?;
-        let invoke = LambdaInvoke {
-            client: aws_sdk_lambda::Client::new(&config),
-            function: self.function.clone(),
-            invocation: self.invocation_type,
-            max_request_bytes,
-            delivery: Default::default(),
+        let client = aws_sdk_lambda::Client::new(&config);
+        let Some(bus) = &self.rules_from_bus else {
+            let invoke = LambdaInvoke {
+                client,
+                function: self.function.clone().unwrap_or_default(),
+                invocation: self.invocation_type,
+                max_request_bytes,
+                delivery: Default::default(),
+                input: None,
+            };
+            return self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send);
         };
-        self.run.apply(source, filter, Action::Invoke(Arc::new(invoke)), send)
+        // The bus's rules are read even in a dry run: the routing table is what it shows.
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let (targets, left_out) =
+            crate::action::rules::read_bus(&events, bus, &self.rules, self.include_disabled).await?;
+        for l in &left_out {
+            eprintln!("rehydrate: rule {l}: left out");
+        }
+        if targets.is_empty() {
+            return Err(Error::usage(format!(
+                "--rules-from-bus {bus}: no enabled rule with an event pattern and a target{}",
+                if self.rules.is_empty() { "" } else { " among --rule" }
+            )));
+        }
+        let mut routes = Vec::new();
+        for t in targets {
+            let pattern = crate::filter::pattern::Pattern::compile(&t.pattern).map_err(|reason| {
+                Error::usage(format!("rule {} of {bus}: its event pattern: {reason}", t.rule_name))
+            })?;
+            let mut route_filter = filter.clone();
+            route_filter.patterns.push(Arc::new(pattern));
+            let action = if t.is_lambda() {
+                let invoke = LambdaInvoke {
+                    client: client.clone(),
+                    function: t.arn.clone(),
+                    invocation: self.invocation_type,
+                    max_request_bytes,
+                    delivery: Default::default(),
+                    input: Some(Arc::new(crate::action::rules::TargetInput {
+                        input: t.input.clone(),
+                        rule_name: t.rule_name.clone(),
+                        rule_arn: t.rule_arn.clone(),
+                    })),
+                };
+                if let Some(d) = crate::action::rules::delivery_of(&t.rule_arn) {
+                    let _ = invoke.delivery.set(d);
+                }
+                Action::Invoke(Arc::new(invoke))
+            } else {
+                eprintln!(
+                    "rehydrate: rule {} target {} ({}) is not a Lambda function: its events are reported skipped",
+                    t.rule_name, t.target_id, t.arn
+                );
+                Action::Skip(Arc::new(crate::action::SkipTarget {
+                    target: t.arn.clone(),
+                    command: "invoke",
+                    code: "NotLambda",
+                    reason: format!(
+                        "target {} of rule {} is not a Lambda function; rehydrate invoke calls only Lambda targets",
+                        t.arn, t.rule_name
+                    ),
+                }))
+            };
+            routes.push(crate::run::Route {
+                name: Some(t.route()),
+                filter: route_filter,
+                action,
+                send: send.clone(),
+            });
+        }
+        self.run.spec(source, routes, Some("invoke".to_owned()))
     }
 }
 

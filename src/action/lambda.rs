@@ -46,8 +46,11 @@ pub struct LambdaInvoke {
     /// At most the invocation type's limit.
     pub max_request_bytes: usize,
     /// The account and region of the function, for events stored without them (set by
-    /// [`LambdaInvoke::check`]).
+    /// [`LambdaInvoke::check`]), or of the bus whose rule routes to it.
     pub delivery: std::sync::OnceLock<(String, String)>,
+    /// Invoked as a bus rule's target: what the target is given (the event, a constant, a path
+    /// of it, or a transformation), as EventBridge delivers it.
+    pub input: Option<std::sync::Arc<super::rules::TargetInput>>,
 }
 
 /// The account and region of a Lambda ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).
@@ -70,6 +73,9 @@ impl LambdaInvoke {
     /// the run: an event stored without `account` or `region` is delivered with them, as
     /// EventBridge delivers it. A function that does not exist stops the run here.
     pub async fn check(&self, dry_run: bool) -> Result<()> {
+        if self.delivery.get().is_some() {
+            return Ok(());
+        }
         if let Some(d) = account_region(&self.function) {
             let _ = self.delivery.set(d);
             return Ok(());
@@ -124,10 +130,16 @@ impl RequestTarget for LambdaInvoke {
 
     fn prepare(&self, rows: &RecordBatch, ctx: &ActionContext) -> Result<Vec<Result<Prepared<Self::Item>, Fault>>> {
         let reader = ctx.whole_events(rows, "invoke")?;
+        let ingestion_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         Ok((0..rows.num_rows())
             .map(|row| {
                 let delivery = self.delivery.get().map(|(a, r)| (a.as_str(), r.as_str()));
-                let payload = reader.envelope_json_with(row, delivery);
+                let mut payload = reader.envelope_json_with(row, delivery);
+                if let Some(input) = &self.input {
+                    let event: serde_json::Value = serde_json::from_str(&payload)
+                        .map_err(|e| Fault::permanent("InputTransformation", e.to_string()))?;
+                    payload = super::rules::deliver(input, &event, &ingestion_time);
+                }
                 Ok(Prepared {
                     size: payload.len(),
                     item: payload,

@@ -14,6 +14,7 @@ pub mod opensearch;
 pub mod parquet;
 pub mod policy;
 pub mod redshift;
+pub mod rules;
 pub mod sql;
 
 use std::sync::Arc;
@@ -349,6 +350,31 @@ pub enum Action {
     Sql(Arc<sql::SqlPopulate>),
     OpenSearch(Arc<opensearch::OpenSearchPopulate>),
     Redshift(Arc<redshift::RedshiftPopulate>),
+    /// A route whose target rehydrate does not call (a bus rule's target that is not a Lambda
+    /// function): its events are reported skipped, with the reason.
+    Skip(Arc<SkipTarget>),
+}
+
+/// A target that is listed, not called.
+pub struct SkipTarget {
+    pub target: String,
+    pub command: &'static str,
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl SkipTarget {
+    async fn run(&self, mut input: SendableRecordBatchStream, ctx: &ActionContext) -> Result<()> {
+        use futures::StreamExt;
+        while let Some(batch) = input.next().await {
+            let batch = batch?;
+            ctx.send_bulk(&ctx.keys_of(&batch), Status::Skipped, |b| {
+                b.error_code = Some(self.code.to_owned());
+                b.error_message = Some(self.reason.clone());
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Action {
@@ -362,6 +388,7 @@ impl Action {
             Action::Sql(s) => s.target(),
             Action::OpenSearch(o) => o.target(),
             Action::Redshift(r) => r.target(),
+            Action::Skip(s) => s.target.clone(),
         }
     }
 
@@ -374,6 +401,7 @@ impl Action {
             Action::Sql(s) => s.command(),
             Action::OpenSearch(_) => "populate opensearch",
             Action::Redshift(_) => "populate redshift",
+            Action::Skip(s) => s.command,
         }
     }
 
@@ -400,6 +428,7 @@ impl Action {
             Action::Sql(s) => s.check(schema, dry_run).await,
             Action::OpenSearch(o) => o.check(schema, dry_run).await,
             Action::Redshift(r) => r.check(schema, dry_run).await,
+            Action::Skip(_) => Ok(()),
         }
     }
 
@@ -413,6 +442,7 @@ impl Action {
             Action::Sql(s) => s.run(input, ctx).await,
             Action::OpenSearch(o) => driver::run_requests(o.as_ref(), input, ctx).await,
             Action::Redshift(r) => r.run(input, ctx).await,
+            Action::Skip(s) => s.run(input, ctx).await,
         }
     }
 }

@@ -49,8 +49,8 @@ pub struct FilterSpec {
     pub order_by_time: bool,
     /// A SQL expression whose value groups events that must stay in order (`--ordering-key`).
     pub ordering_key: Option<String>,
-    /// An EventBridge event pattern (`--pattern`), ANDed with the rest.
-    pub pattern: Option<Arc<pattern::Pattern>>,
+    /// EventBridge event patterns (`--pattern`, a bus rule's), each ANDed with the rest.
+    pub patterns: Vec<Arc<pattern::Pattern>>,
 }
 
 impl fmt::Display for FilterSpec {
@@ -59,7 +59,7 @@ impl fmt::Display for FilterSpec {
         if let Some(w) = &self.where_ {
             parts.push(format!("WHERE {w}"));
         }
-        if let Some(p) = &self.pattern {
+        for p in &self.patterns {
             parts.push(format!(
                 "PATTERN {}",
                 p.text().split_whitespace().collect::<Vec<_>>().join(" ")
@@ -221,8 +221,8 @@ pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spe
     if let Some(until) = spec.until {
         base = base.filter(col(event::TIME).lt(ts(until)))?;
     }
-    if let Some(p) = &spec.pattern {
-        let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(pattern::PatternUdf::new(p.clone(), 0));
+    for (i, p) in spec.patterns.iter().enumerate() {
+        let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(pattern::PatternUdf::new(p.clone(), i));
         let args = [
             event::ID,
             event::SOURCE,

@@ -849,6 +849,29 @@ pub fn human_summary(s: &RunSummary, named_failures: &[String], report_dir: &Pat
         thousands(s.skipped)
     ));
     out.push_str(&format!("  target    {}\n", s.target));
+    if !s.routes.is_empty() {
+        let width = s.routes.iter().map(|r| r.route.len()).max().unwrap_or(0);
+        out.push_str(&format!(
+            "  routes    {}{}\n",
+            s.routes.len(),
+            if s.dry_run {
+                " (dry run: the events each would receive)"
+            } else {
+                ""
+            }
+        ));
+        for r in &s.routes {
+            out.push_str(&format!(
+                "    {:<width$}  {:>8} matched → succeeded {}, failed {}, skipped {}   {}\n",
+                r.route,
+                thousands(r.matched),
+                thousands(r.succeeded),
+                thousands(r.failed),
+                thousands(r.skipped),
+                r.target,
+            ));
+        }
+    }
     if s.dry_run {
         out.push_str(&format!(
             "  requests  {:>10}   would have been sent\n",

@@ -12,6 +12,12 @@
     moto_ctl.py ENDPOINT keys BUCKET PREFIX          -> the object keys under PREFIX, one a line
     moto_ctl.py ENDPOINT download BUCKET PREFIX DIR  -> every object under PREFIX into DIR/<key>
     moto_ctl.py ENDPOINT bucket NAME                 -> an empty bucket
+    moto_ctl.py ENDPOINT rules-bed                   -> bus `app` with rules whose targets are the
+                                                        Lambda functions f-plain, f-path, f-transform
+                                                        (created beforehand) and one SQS queue, a
+                                                        disabled rule, and bus `mirror` with the same
+                                                        rules aimed at SQS queues; prints {queue: url}
+    moto_ctl.py ENDPOINT put-events BUS FILE         -> FILE's events onto BUS (PutEvents, boto3)
     moto_ctl.py ENDPOINT put-items NAME FILE         -> every line of FILE (plain JSON, numbers kept
                                                         exact as Decimal; or DynamoDB JSON under
                                                         {"typed": …}) as an item of table NAME
@@ -258,6 +264,56 @@ def export(directory, prefix, path, export_id, kind, bad=None):
         json.dump(summary, f)
 
 
+RULES = [
+    # (rule, pattern, input kind, extra target fields)
+    ("orders-placed", {"source": ["com.shop.orders"], "detail-type": ["OrderPlaced"]}, "plain", {}),
+    ("payments", {"source": ["com.shop.payments"]}, "path", {"InputPath": "$.detail"}),
+    ("users", {"source": ["com.shop.users"], "detail-type": [{"prefix": "User"}]}, "transform", {
+        "InputTransformer": {
+            "InputPathsMap": {"user": "$.detail.userId", "kind": "$.detail-type", "src": "$.source"},
+            "InputTemplate": '{"user": "<user>", "kind": "<kind>", "from": "<src>", "note": "<kind> of <user>"}',
+        }}),
+]
+
+
+def rules_bed(endpoint):
+    eb, sqs = client(endpoint, "events"), client(endpoint, "sqs")
+    queues = {}
+    def queue(name):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        queues[name] = url
+        return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for bus in ("app", "mirror"):
+        eb.create_event_bus(Name=bus)
+        for rule, pattern, kind, extra in RULES:
+            eb.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+            if bus == "app":
+                arn = f"arn:aws:lambda:{REGION}:123456789012:function:f-{kind}"
+            else:
+                arn = queue(f"mirror-{kind}")
+            eb.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": f"t-{kind}", "Arn": arn, **extra}])
+    # On `app`, one rule also has a queue (not a Lambda: listed, skipped), and one rule is disabled.
+    eb.put_targets(Rule="orders-placed", EventBusName="app", Targets=[{"Id": "audit-queue", "Arn": queue("audit")}])
+    eb.put_rule(Name="switched-off", EventBusName="app", EventPattern=json.dumps({"source": ["com.shop.orders"]}), State="DISABLED")
+    eb.put_targets(Rule="switched-off", EventBusName="app", Targets=[{"Id": "t-off", "Arn": f"arn:aws:lambda:{REGION}:123456789012:function:f-plain"}])
+    print(json.dumps(queues))
+
+
+def put_events(endpoint, bus, path):
+    import datetime
+    eb = client(endpoint, "events")
+    events = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
+    for i in range(0, len(events), 10):
+        entries = [{
+            "Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"]),
+            "Time": datetime.datetime.fromisoformat(e["time"]), "Resources": e.get("resources", []),
+            "EventBusName": bus,
+        } for e in events[i:i + 10]]
+        failed = eb.put_events(Entries=entries)["FailedEntryCount"]
+        assert failed == 0, failed
+    print(len(events))
+
+
 def bucket(endpoint, name):
     client(endpoint, "s3").create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
 
@@ -295,6 +351,10 @@ def main(argv):
         keys(endpoint, *rest)
     elif cmd == "download":
         download(endpoint, *rest)
+    elif cmd == "rules-bed":
+        rules_bed(endpoint)
+    elif cmd == "put-events":
+        put_events(endpoint, *rest)
     elif cmd == "put-items":
         put_items(endpoint, *rest)
     elif cmd == "export":
