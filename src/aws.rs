@@ -28,6 +28,19 @@ pub struct AwsArgs {
     pub request_timeout: u64,
 }
 
+impl AwsArgs {
+    /// No flags: the region, profile and endpoint come from the environment (AWS_REGION,
+    /// AWS_PROFILE, AWS_ENDPOINT_URL), as for every AWS CLI command.
+    pub fn from_env() -> Self {
+        Self {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            request_timeout: 30,
+        }
+    }
+}
+
 /// Loads the configuration and, unless this is a dry run (which sends nothing), checks that
 /// requests can be signed before any work starts.
 pub async fn connect(args: &AwsArgs, dry_run: bool) -> crate::Result<SdkConfig> {

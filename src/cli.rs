@@ -150,6 +150,22 @@ impl RunPlanArgs {
 }
 
 impl Command {
+    /// The AWS settings of a command that has them.
+    pub fn aws_args(&self) -> Option<&AwsArgs> {
+        Some(match self {
+            Command::Preview(a) => &a.aws,
+            Command::Replay(a) => &a.aws,
+            Command::Invoke(a) => &a.aws,
+            Command::Run(a) => &a.aws,
+            Command::Populate(PopulateTarget::Parquet(a)) => &a.aws,
+            Command::Populate(PopulateTarget::Dynamodb(a)) => &a.aws,
+            Command::Populate(PopulateTarget::Postgres(a)) | Command::Populate(PopulateTarget::Mysql(a)) => &a.aws,
+            Command::Populate(PopulateTarget::Opensearch(a)) => &a.aws,
+            Command::Populate(PopulateTarget::Redshift(a)) => &a.aws,
+            _ => return None,
+        })
+    }
+
     /// The filter flags of an actioning command.
     pub fn filter_args(&self) -> Option<&FilterArgs> {
         Some(match self {
@@ -220,6 +236,12 @@ pub struct SourceArgs {
     /// DynamoDB scan: at most this many read capacity units a second (from ConsumedCapacity), over all segments.
     #[arg(long, value_name = "RCU", help_heading = "DynamoDB table source")]
     pub read_rate: Option<f64>,
+    /// This worker's part of the store, INDEX/COUNT (0 <= INDEX < COUNT) [default: from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array job), with --shards].
+    #[arg(long, value_name = "I/N", help_heading = "Scale-out")]
+    pub shard: Option<String>,
+    /// How many workers share the store, with the index from the engine's environment.
+    #[arg(long, env = "REHYDRATE_SHARDS", value_name = "N", help_heading = "Scale-out")]
+    pub shards: Option<u32>,
     /// DynamoDB scan: items per Scan page (Scan's Limit, 1 to 1000000; default: as many as fit in DynamoDB's 1 MB page).
     #[arg(long, value_name = "N", help_heading = "DynamoDB table source", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub page_items: Option<u32>,
@@ -251,14 +273,17 @@ pub struct RunArgs {
     /// Read and select, but write nothing; every matched event is reported as skipped.
     #[arg(long)]
     pub dry_run: bool,
-    /// Where run reports are saved (one folder per run).
+    /// Where run reports are saved (one folder per run): a directory, or an S3 prefix (s3://bucket/prefix/) that the workers of a job share.
     #[arg(
         long,
         env = "REHYDRATE_REPORT_DIR",
         default_value = "rehydrate-runs",
-        value_name = "DIR"
+        value_name = "DIR|s3://…"
     )]
     pub report_dir: PathBuf,
+    /// The job this run is one worker of, in the runs table [default: REHYDRATE_JOB_ID, the AWS Batch job (AWS_BATCH_JOB_ID), or JOB_NAME (set from the Kubernetes Job's name)].
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
     /// The NDJSON file failed and rejected events are appended to [default: <report-dir>/<run-id>/dead-letter.ndjson].
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
@@ -699,7 +724,35 @@ impl SourceArgs {
             read_rate: self.read_rate,
             page_items: self.page_items,
         };
-        SourceSpec::resolve(&self.from, map, self.batch_size as usize, aws, &scan).await
+        let shard = self.shard()?;
+        let mut spec = SourceSpec::resolve(&self.from, map, self.batch_size as usize, aws, &scan).await?;
+        if let Some(shard) = shard {
+            shard.apply(&mut spec)?;
+        }
+        Ok(spec)
+    }
+
+    /// `--shard I/N`, or the index the engine sets (Kubernetes Indexed Jobs:
+    /// JOB_COMPLETION_INDEX; AWS Batch array jobs: AWS_BATCH_JOB_ARRAY_INDEX) with `--shards N`.
+    pub fn shard(&self) -> Result<Option<crate::source::Shard>> {
+        if let Some(s) = &self.shard {
+            return crate::source::Shard::parse(s).map(Some);
+        }
+        let index = ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().map(|i| (*v, i)));
+        match (index, self.shards) {
+            (None, None) => Ok(None),
+            (None, Some(n)) => Err(Error::usage(format!(
+                "--shards {n} (or REHYDRATE_SHARDS) without an index: give --shard I/{n}, or run as a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or an AWS Batch array job (AWS_BATCH_JOB_ARRAY_INDEX)"
+            ))),
+            (Some((var, i)), None) => Err(Error::usage(format!(
+                "{var}={i} is set but not how many shards there are: give --shards N or REHYDRATE_SHARDS (the job's completions / array size)"
+            ))),
+            (Some((var, i)), Some(n)) => crate::source::Shard::parse(&format!("{i}/{n}"))
+                .map(Some)
+                .map_err(|_| Error::usage(format!("{var}={i} with --shards {n}: the index must be below the count"))),
+        }
     }
 }
 
@@ -779,10 +832,24 @@ impl RunArgs {
                 self.grace_period
             )));
         }
+        let job_id = self.job_id.clone().or_else(|| {
+            std::env::var("REHYDRATE_JOB_ID")
+                .ok()
+                .or_else(|| {
+                    // An array job's children are PARENT:INDEX; the job is the parent.
+                    std::env::var("AWS_BATCH_JOB_ID")
+                        .ok()
+                        .map(|j| j.split(':').next().unwrap_or(&j).to_owned())
+                })
+                .or_else(|| std::env::var("JOB_NAME").ok())
+                .filter(|j| !j.is_empty())
+        });
         Ok(RunSpec {
             source,
             routes,
             command,
+            job_id,
+            report_remote: None,
             dry_run: self.dry_run,
             report_dir: self.report_dir.clone(),
             dead_letter: self.dead_letter.clone(),

@@ -40,23 +40,60 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             .await
         }
         Command::Report(args) => {
-            report::query::run(&args.sql, &args.report_dir, args.format).await?;
+            let dir = match report::remote::is_remote(&args.report_dir) {
+                true => {
+                    report::remote::Remote::open(&args.report_dir, &rehydrate::aws::AwsArgs::from_env())
+                        .await?
+                        .download_all()
+                        .await?
+                }
+                false => args.report_dir.clone(),
+            };
+            report::query::run(&args.sql, &dir, args.format).await?;
             Ok(0)
         }
         Command::Run(args) if args.check => check_plan(&args).await,
         Command::Resume(args) => continue_run(args, false).await,
         Command::Redrive(args) => continue_run(args, true).await,
-        command => match run_spec(command).await? {
-            Some(spec) => run::execute(spec).await,
-            None => Err(Error::Internal("not an actioning command".into())),
-        },
+        command => {
+            let aws = command
+                .aws_args()
+                .cloned()
+                .unwrap_or_else(rehydrate::aws::AwsArgs::from_env);
+            match run_spec(command).await? {
+                Some(spec) => run::execute(with_remote_reports(spec, &aws).await?).await,
+                None => Err(Error::Internal("not an actioning command".into())),
+            }
+        }
     }
+}
+
+/// A run reporting to S3 writes its folder in the staging folder and uploads it.
+async fn with_remote_reports(mut spec: run::RunSpec, aws: &rehydrate::aws::AwsArgs) -> Result<run::RunSpec> {
+    if report::remote::is_remote(&spec.report_dir) && spec.report_remote.is_none() {
+        let remote = report::remote::Remote::open(&spec.report_dir, aws).await?;
+        spec.report_dir = remote.staging();
+        spec.report_remote = Some(std::sync::Arc::new(remote));
+    }
+    Ok(spec)
 }
 
 /// `resume` (`redrive` false) or `redrive` a saved run.
 async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result<i32> {
+    // Reports on S3 come down first; the new run goes up beside them.
+    let remote = match report::remote::is_remote(&args.report_dir) {
+        true => {
+            let r = report::remote::Remote::open(&args.report_dir, &rehydrate::aws::AwsArgs::from_env()).await?;
+            r.download_all().await?;
+            Some(std::sync::Arc::new(r))
+        }
+        false => None,
+    };
     // Where the runs are, before moving to the directory the run was started in.
-    let report_dir = std::path::absolute(&args.report_dir)?;
+    let report_dir = match &remote {
+        Some(r) => r.staging(),
+        None => std::path::absolute(&args.report_dir)?,
+    };
     let r = resume::load(&report_dir, &args.run_id, redrive)?;
     std::env::set_current_dir(&r.spec.cwd)?;
     let recorded = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.spec.argv.clone()))
@@ -65,6 +102,7 @@ async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result
         return Err(Error::usage(format!("{} is not a run that can be resumed", r.run_id)));
     };
     spec.report_dir = report_dir;
+    spec.report_remote = remote;
     spec.argv = r.spec.argv;
     if redrive {
         eprintln!(

@@ -48,6 +48,10 @@ pub struct RunSpec {
     pub routes: Vec<Route>,
     /// The command name for the summary of a run of several routes (`run`, `invoke`).
     pub command: Option<String>,
+    /// The job this run is one worker of.
+    pub job_id: Option<String>,
+    /// Reports on S3: `report_dir` is then the local staging folder, uploaded as the run goes.
+    pub report_remote: Option<Arc<crate::report::remote::Remote>>,
     pub dry_run: bool,
     pub report_dir: PathBuf,
     pub dead_letter: Option<PathBuf>,
@@ -489,11 +493,40 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         dead_letter: None,
         error: None,
         rehydrate_version: env!("CARGO_PKG_VERSION").into(),
+        job_id: spec.job_id.clone(),
+        shard: spec.source.shard.map(|s| s.to_string()),
         routes: Vec::new(),
     };
     // Saved now, so that a run killed before its end is still seen by `rehydrate report`.
     report::save_summary(&run_dir, &summary)?;
-    crate::resume::save(&run_dir, &spec.argv)?;
+    // A shard or job taken from the engine's environment is saved with the command line, so
+    // that a resume elsewhere takes the same part of the store into the same job.
+    let mut argv = spec.argv.clone();
+    if argv.first().is_some_and(|c| c != "run") {
+        if let (Some(shard), false) = (spec.source.shard, argv.iter().any(|a| a == "--shard")) {
+            argv.extend(["--shard".to_owned(), shard.to_string()]);
+        }
+        if let (Some(job), false) = (&spec.job_id, argv.iter().any(|a| a == "--job-id")) {
+            argv.extend(["--job-id".to_owned(), job.clone()]);
+        }
+    }
+    crate::resume::save(&run_dir, &argv)?;
+    // Reports on S3: the run's files go up now and every few seconds, and at the end.
+    let uploader = match &spec.report_remote {
+        Some(remote) => {
+            remote.upload_run(&run_dir, false).await?;
+            let (remote, dir) = (remote.clone(), run_dir.clone());
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(crate::report::remote::UPLOAD_EVERY).await;
+                    if let Err(e) = remote.upload_run(&dir, false).await {
+                        tracing::warn!("uploading the report: {e}");
+                    }
+                }
+            }))
+        }
+        None => None,
+    };
 
     // `matched` is counted where the filter emits rows, apart from the outcomes, so an outcome
     // that never arrives is a gap to report, not a silent "filtered".
@@ -679,13 +712,28 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         dead_letter: (totals.dead_letters > 0).then(|| dead_letter.display().to_string()),
         error,
         rehydrate_version: env!("CARGO_PKG_VERSION").into(),
+        job_id: spec.job_id.clone(),
+        shard: spec.source.shard.map(|s| s.to_string()),
         routes,
     };
     report::save_summary(&run_dir, &summary)?;
+    if let Some(remote) = &spec.report_remote {
+        if let Some(u) = uploader {
+            u.abort();
+        }
+        remote.upload_run(&run_dir, true).await?;
+    }
     match spec.output {
         OutputFormat::Text => eprint!(
             "{}",
-            report::human_summary(&summary, &totals.named_failures, &spec.report_dir)
+            report::human_summary(
+                &summary,
+                &totals.named_failures,
+                &spec
+                    .report_remote
+                    .as_ref()
+                    .map_or_else(|| spec.report_dir.clone(), |r| PathBuf::from(&r.url)),
+            )
         ),
         OutputFormat::Json => {
             print_line(&serde_json::to_string(&summary).map_err(|e| Error::Internal(e.to_string()))?)?;

@@ -6,6 +6,7 @@
 //! `running` and again at the end), printed for people (stderr) or scripts (stdout, JSON).
 
 pub mod query;
+pub mod remote;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -163,6 +164,12 @@ pub struct RunSummary {
     pub dead_letter: Option<String>,
     pub error: Option<String>,
     pub rehydrate_version: String,
+    /// The job this run is one worker of (`--job-id`, or the engine's job name).
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// The worker's part of the store (`INDEX/COUNT`).
+    #[serde(default)]
+    pub shard: Option<String>,
     /// A run of several routes (a plan, a bus's rules): each route's own counts. The run's
     /// `matched`, `filtered`, `succeeded`, `failed` and `skipped` are their sums.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -230,6 +237,8 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("dead_letter", DataType::Utf8, true),
         Field::new("error", DataType::Utf8, true),
         Field::new("rehydrate_version", DataType::Utf8, false),
+        Field::new("job_id", DataType::Utf8, true),
+        Field::new("shard", DataType::Utf8, true),
     ]))
 }
 

@@ -157,7 +157,7 @@ pub async fn run(sql: &str, report_dir: &Path, format: TableFormat) -> Result<()
 fn report_error(e: datafusion::error::DataFusionError) -> Error {
     let text = e.find_root().to_string();
     Error::Sql(format!(
-        "report: {text}\n  The tables are `runs` (run_id, status, resumed_from, already_done, in_flight_resent, command, source, filter, target, started_at, finished_at, read, rejected, not_events, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms, object_key)."
+        "report: {text}\n  The tables are `runs` (run_id, status, resumed_from, already_done, in_flight_resent, command, source, filter, target, started_at, finished_at, read, rejected, not_events, filtered, matched, succeeded, failed, skipped, duration_ms, events_per_s, bytes_read, requests, retries, bytes_sent, dry_run, exit_code, dead_letter, error, rehydrate_version, job_id, shard) and `outcomes` (run_id, event_id, origin, position, target, status, attempts, error_code, error_message, latency_ms, object_key, route)."
     ))
 }
 

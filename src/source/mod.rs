@@ -164,6 +164,91 @@ pub struct SourceSpec {
     pub expected: Arc<HashMap<String, u64>>,
     /// Resuming: where each origin starts (origins not listed start at their beginning).
     pub starts: Arc<HashMap<String, Start>>,
+    /// The worker's part of the store, when it is split across workers.
+    pub shard: Option<Shard>,
+}
+
+/// One worker's part of a store split across `count` workers (`--shard INDEX/COUNT`): the
+/// DynamoDB segments `s` with `s mod count == index`, and the files, objects and export data
+/// files whose name hashes (SHA-256 of the origin, a stable hash) to `index`. The shards of a
+/// store are disjoint and together cover it exactly once; a shard may be empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// `I/N` with `0 <= I < N`.
+    pub fn parse(text: &str) -> Result<Shard> {
+        let bad = || {
+            Error::usage(format!(
+                "--shard {text}: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. --shard 0/4"
+            ))
+        };
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether an input named `origin` belongs to this shard.
+    pub fn takes(&self, origin: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(origin.as_bytes());
+        let h = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+        h % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Keeps this shard's part of `spec`.
+    pub fn apply(&self, spec: &mut SourceSpec) -> Result<()> {
+        if spec.inputs.iter().any(|i| matches!(i, Input::Stdin)) {
+            return Err(Error::usage(
+                "--shard splits files, objects and tables; stdin (--from -) cannot be split",
+            ));
+        }
+        if let Some(scan) = spec.scan.take() {
+            let mut scan = Arc::try_unwrap(scan).map_err(|_| Error::Internal("the scan is shared".into()))?;
+            scan.segments.retain(|s| s % self.count == self.index);
+            spec.scan = Some(Arc::new(scan));
+        }
+        let before = spec.inputs.len();
+        spec.inputs.retain(|i| self.takes(&i.origin()));
+        if before > 0 || spec.scan.is_some() {
+            let kept = match &spec.scan {
+                Some(s) => format!("{} of {} segments", s.segments.len(), s.total_segments),
+                None => format!("{} of {before} inputs", spec.inputs.len()),
+            };
+            spec.description = format!("{} — shard {self}: {kept}", spec.description);
+        }
+        spec.total_bytes = if spec.scan.is_some() {
+            None
+        } else {
+            Some(
+                spec.inputs
+                    .iter()
+                    .map(|i| match i {
+                        Input::Object { size, .. } => *size,
+                        Input::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+                        Input::Stdin => 0,
+                    })
+                    .sum(),
+            )
+        };
+        spec.shard = Some(*self);
+        Ok(())
+    }
 }
 
 /// Streams the events of `spec` as decoded batches.
@@ -329,6 +414,7 @@ impl SourceSpec {
                     scan: Some(Arc::new(table)),
                     expected: Arc::default(),
                     starts: Arc::default(),
+                    shard: None,
                 });
             }
             if scan_flags {
@@ -356,6 +442,7 @@ impl SourceSpec {
                 scan: None,
                 expected: Arc::new(export.expected),
                 starts: Arc::default(),
+                shard: None,
             });
         }
         if scan_flags {
@@ -426,6 +513,7 @@ impl SourceSpec {
             scan: None,
             expected: Arc::default(),
             starts: Arc::default(),
+            shard: None,
         })
     }
 }
