@@ -12,26 +12,7 @@ data=bench-data
 mkdir -p "$data"
 store="$data/events-${size_mb}mb.ndjson"
 
-if [ ! -f "$store" ]; then
-    echo "bench: generating a ${size_mb} MB NDJSON store in $store" >&2
-    # 100,000 distinct events (~40 MB), repeated with fresh ids until the size is reached.
-    [ -f "$data/base.ndjson" ] || python3 scripts/gen_events.py --ndjson 100000 > "$data/base.ndjson"
-    python3 - "$data/base.ndjson" "$store" "$size_mb" <<'PY'
-import sys
-base, out, size = sys.argv[1], sys.argv[2], int(sys.argv[3]) << 20
-lines = open(base, "rb").read().splitlines(keepends=True)
-written, copy = 0, 0
-with open(out + ".tmp", "wb") as f:
-    while written < size:
-        prefix = b'{"version":"0","id":"c%04d-' % copy
-        chunk = b"".join(prefix + l[len(b'{"version":"0","id":"'):] for l in lines)
-        f.write(chunk)
-        written += len(chunk)
-        copy += 1
-import os
-os.replace(out + ".tmp", out)
-PY
-fi
+scripts/bench_store.sh "$size_mb" >/dev/null
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import duckdb' 2>/dev/null; then
     python3 -m venv .venv

@@ -259,7 +259,10 @@ pub fn deliver(input: &TargetInput, event: &Value, ingestion_time: &str) -> Stri
                 "aws.events.event.ingestion-time".into(),
                 Some(Value::String(ingestion_time.to_owned())),
             ));
-            let text = fill(template, &vars);
+            // A template of JSON (an object, an array, a string) takes values as JSON; a sentence
+            // takes their text.
+            let json = template.trim_start().starts_with(['{', '[', '"']);
+            let text = fill(template, &vars, json);
             // A template that is not JSON (a sentence) is delivered as a JSON string.
             match serde_json::from_str::<Value>(&text) {
                 Ok(_) => text,
@@ -272,7 +275,7 @@ pub fn deliver(input: &TargetInput, event: &Value, ingestion_time: &str) -> Stri
 /// Replaces each `<name>` of `template`: inside a JSON string, by the value's text (escaped for
 /// the string); elsewhere, by the value as JSON (a string in quotes). A path the event lacks
 /// gives `null` (an empty text inside a string).
-fn fill(template: &str, vars: &[(String, Option<Value>)]) -> String {
+fn fill(template: &str, vars: &[(String, Option<Value>)], json: bool) -> String {
     let mut out = String::with_capacity(template.len());
     let mut in_str = false;
     let mut escaped = false;
@@ -282,12 +285,18 @@ fn fill(template: &str, vars: &[(String, Option<Value>)]) -> String {
             if let Some(end) = rest.find('>') {
                 let name = &rest[1..end];
                 if let Some((_, value)) = vars.iter().find(|(n, _)| n == name) {
-                    match (in_str, value) {
-                        (true, Some(Value::String(s))) => out.push_str(escape(s).as_str()),
-                        (true, Some(v)) => out.push_str(escape(&v.to_string()).as_str()),
-                        (true, None) => {}
-                        (false, Some(v)) => out.push_str(&v.to_string()),
-                        (false, None) => out.push_str("null"),
+                    match (json, in_str, value) {
+                        // A sentence: the value's text, as it is.
+                        (false, _, Some(Value::String(s))) => out.push_str(s),
+                        (false, _, Some(v)) => out.push_str(&v.to_string()),
+                        (false, _, None) => {}
+                        // In a JSON string: the text, escaped for the string.
+                        (true, true, Some(Value::String(s))) => out.push_str(escape(s).as_str()),
+                        (true, true, Some(v)) => out.push_str(escape(&v.to_string()).as_str()),
+                        (true, true, None) => {}
+                        // Elsewhere in JSON: the value as JSON.
+                        (true, false, Some(v)) => out.push_str(&v.to_string()),
+                        (true, false, None) => out.push_str("null"),
                     }
                     rest = &rest[end + 1..];
                     continue;
