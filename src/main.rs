@@ -40,17 +40,17 @@ async fn main_inner(cli: Cli) -> Result<i32> {
             .await
         }
         Command::Report(args) => {
-            let dir = match report::remote::is_remote(&args.report_dir) {
-                true => {
-                    report::remote::Remote::open(&args.report_dir, &rehydrate::aws::AwsArgs::from_env())
-                        .await?
-                        .download_all()
-                        .await?
-                }
-                false => args.report_dir.clone(),
-            };
-            report::query::run(&args.sql, &dir, args.format).await?;
-            Ok(0)
+            if !report::remote::is_remote(&args.report_dir) {
+                report::query::run(&args.sql, &args.report_dir, args.format).await?;
+                return Ok(0);
+            }
+            let dir = report::remote::Remote::open(&args.report_dir, &rehydrate::aws::AwsArgs::from_env())
+                .await?
+                .download_all()
+                .await?;
+            let result = report::query::run(&args.sql, &dir, args.format).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result.map(|()| 0)
         }
         Command::Run(args) if args.check => check_plan(&args).await,
         Command::Resume(args) => continue_run(args, false).await,
@@ -80,21 +80,25 @@ async fn with_remote_reports(mut spec: run::RunSpec, aws: &rehydrate::aws::AwsAr
 
 /// `resume` (`redrive` false) or `redrive` a saved run.
 async fn continue_run(args: rehydrate::cli::ResumeArgs, redrive: bool) -> Result<i32> {
-    // Reports on S3 come down first; the new run goes up beside them.
-    let remote = match report::remote::is_remote(&args.report_dir) {
+    // Reports on S3 come down first (into a folder of their own); the new run goes up beside them.
+    let (remote, report_dir) = match report::remote::is_remote(&args.report_dir) {
         true => {
             let r = report::remote::Remote::open(&args.report_dir, &rehydrate::aws::AwsArgs::from_env()).await?;
-            r.download_all().await?;
-            Some(std::sync::Arc::new(r))
+            let downloaded = r.download_all().await?;
+            (Some(std::sync::Arc::new(r)), downloaded)
         }
-        false => None,
+        // Where the runs are, before moving to the directory the run was started in.
+        false => (None, std::path::absolute(&args.report_dir)?),
     };
-    // Where the runs are, before moving to the directory the run was started in.
+    let loaded = resume::load(&report_dir, &args.run_id, redrive);
     let report_dir = match &remote {
-        Some(r) => r.staging(),
-        None => std::path::absolute(&args.report_dir)?,
+        Some(r) => {
+            let _ = std::fs::remove_dir_all(&report_dir);
+            r.staging()
+        }
+        None => report_dir,
     };
-    let r = resume::load(&report_dir, &args.run_id, redrive)?;
+    let r = loaded?;
     std::env::set_current_dir(&r.spec.cwd)?;
     let recorded = Cli::try_parse_from(std::iter::once("rehydrate".to_owned()).chain(r.spec.argv.clone()))
         .map_err(|e| Error::usage(format!("the saved command of {} no longer parses: {e}", r.run_id)))?;

@@ -52,7 +52,8 @@ impl Remote {
         })
     }
 
-    /// The local folder that mirrors the prefix.
+    /// The local folder where runs reporting here write their directories before uploading them
+    /// (each run in a folder of its own, so workers on one machine never meet).
     pub fn staging(&self) -> PathBuf {
         let name: String = self
             .url
@@ -78,10 +79,15 @@ impl Remote {
         }
     }
 
-    /// Brings every run under the prefix down into the staging folder (replacing what is there).
+    /// Brings every run under the prefix down into a new folder of its own (runs staging here
+    /// are left alone); the caller removes it when done.
     pub async fn download_all(&self) -> Result<PathBuf> {
-        let staging = self.staging();
-        let _ = std::fs::remove_dir_all(&staging);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut staging = self.staging().into_os_string();
+        staging.push(format!(".read-{}-{nanos}", std::process::id()));
+        let staging = PathBuf::from(staging);
         std::fs::create_dir_all(&staging)?;
         let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
         let metas: Vec<object_store::ObjectMeta> = self
