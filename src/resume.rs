@@ -164,6 +164,20 @@ struct InFlightLine {
     ranges: Vec<(u64, u64)>,
 }
 
+/// A run directory's log file `name`, opened for appending (one `write` a record).
+fn append_log(run_dir: &Path, name: &str) -> Result<std::sync::Mutex<std::fs::File>> {
+    let path = run_dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::Report {
+            path,
+            message: e.to_string(),
+        })?;
+    Ok(std::sync::Mutex::new(file))
+}
+
 /// Appends in-flight marks; each call is one `write`, made before the request goes out.
 pub struct InFlightLog {
     file: std::sync::Mutex<std::fs::File>,
@@ -176,17 +190,8 @@ impl InFlightLog {
 
     /// A log of the same ranges under another name ([`MATCHED_LOG`]).
     pub fn create_named(run_dir: &Path, name: &str) -> Result<Self> {
-        let path = run_dir.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::Report {
-                path,
-                message: e.to_string(),
-            })?;
         Ok(Self {
-            file: std::sync::Mutex::new(file),
+            file: append_log(run_dir, name)?,
         })
     }
 
@@ -248,17 +253,8 @@ pub struct CheckpointLog {
 
 impl CheckpointLog {
     pub fn create(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(CHECKPOINT_LOG);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::Report {
-                path,
-                message: e.to_string(),
-            })?;
         Ok(Self {
-            file: std::sync::Mutex::new(file),
+            file: append_log(run_dir, CHECKPOINT_LOG)?,
         })
     }
 

@@ -381,46 +381,14 @@ fn a_scan_killed_mid_run_and_resumed_gives_every_item_one_outcome_and_reads_on_f
         "100",
         "--report-dir",
     ];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(args)
-        .arg(&reports)
-        .current_dir(repo())
-        .env_remove("REHYDRATE_REPORT_DIR")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        let logged = std::fs::read_dir(&reports)
-            .ok()
-            .and_then(|mut d| d.next())
-            .is_some_and(|e| {
-                std::fs::metadata(e.unwrap().path().join("outcomes.arrows")).is_ok_and(|m| m.len() > 4000)
-            });
-        if logged {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut all = args.to_vec();
+    all.push(reports.to_str().unwrap());
+    let mut child = spawn_rehydrate(&all, &env);
+    wait_for_outcomes(&reports, 4000);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
-    let first = runs(&reports).pop().unwrap();
-    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
-    let o = rehydrate_full(
-        &["resume", "--report-dir", reports.to_str().unwrap(), &first_id],
-        None,
-        &env,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    kill_hard(&mut child);
+    let (_, second, o) = resume_the_run(&reports, &env);
     assert!(stderr(&o).contains("start at their last checkpoint"), "{}", stderr(&o));
-    let second = runs(&reports).into_iter().find(|r| r != &first).unwrap();
     let summary = run_summary(&second);
     // Every item has exactly one final outcome across the two runs.
     let o = rehydrate(&[

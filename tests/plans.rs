@@ -248,30 +248,13 @@ fn a_killed_plan_resumes_each_route_from_what_it_finished() {
     )
     .unwrap();
     let reports = dir.path().join("runs");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(["run", plan.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()])
-        .current_dir(repo())
-        .env_remove("REHYDRATE_REPORT_DIR")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
-    let first = runs(&reports).pop().unwrap();
-    let first_id = first.file_name().unwrap().to_str().unwrap().to_owned();
-    let o = rehydrate_full(
-        &["resume", "--report-dir", reports.to_str().unwrap(), &first_id],
-        None,
+    let mut child = spawn_rehydrate(
+        &["run", plan.to_str().unwrap(), "--report-dir", reports.to_str().unwrap()],
         &env,
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    kill_hard(&mut child);
+    let (_, second, _) = resume_the_run(&reports, &env);
     // Across both runs, each route gave each of its events exactly one outcome.
     let o = rehydrate(&[
         "report",
@@ -294,7 +277,6 @@ fn a_killed_plan_resumes_each_route_from_what_it_finished() {
         "{}",
         stdout(&o)
     );
-    let second = runs(&reports).into_iter().find(|r| r != &first).unwrap();
     let s = run_summary(&second);
     assert!(s["already_done"].as_u64().unwrap() > 0, "{s}");
 }

@@ -178,22 +178,10 @@ fn a_killed_worker_resumed_in_its_shard_keeps_the_job_exact() {
         .to_vec()
     };
     // Worker 0 (about 300 items at 40 a second) is killed midway; the others run to the end.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(args("0/4", "40"))
-        .current_dir(repo())
-        .env_remove("REHYDRATE_REPORT_DIR")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = args("0/4", "40");
+    let mut child = spawn_rehydrate(&first.iter().map(String::as_str).collect::<Vec<_>>(), &env);
     std::thread::sleep(std::time::Duration::from_secs(4));
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
+    kill_hard(&mut child);
     for i in 1..4 {
         let a = args(&format!("{i}/4"), "400");
         let o = rehydrate_full(&a.iter().map(String::as_str).collect::<Vec<_>>(), None, &env);

@@ -102,6 +102,63 @@ pub fn rehydrate_full(args: &[&str], stdin: Option<&[u8]>, envs: &[(&str, &str)]
     child.wait_with_output().unwrap()
 }
 
+/// Starts rehydrate in the background (its output discarded): a run to be killed.
+pub fn spawn_rehydrate(args: &[&str], envs: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("REHYDRATE_REPORT_DIR")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running the rehydrate binary")
+}
+
+/// SIGKILL: the process gets no chance to write anything more.
+pub fn kill_hard(child: &mut std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(killed, "kill -KILL {}", child.id());
+    child.wait().unwrap();
+}
+
+/// Waits (up to 30 s) until the first run under `reports` has logged more than `bytes` of
+/// outcomes.
+pub fn wait_for_outcomes(reports: &Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let logged = std::fs::read_dir(reports)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                std::fs::metadata(e.unwrap().path().join("outcomes.arrows")).is_ok_and(|m| m.len() > bytes)
+            });
+        if logged {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Resumes the one run under `reports` (expecting exit 0): the resumed run's directory, the new
+/// run's, and the resume's output.
+pub fn resume_the_run(reports: &Path, envs: &[(&str, &str)]) -> (PathBuf, PathBuf, Output) {
+    let first = runs(reports).pop().expect("a run to resume");
+    let id = first.file_name().unwrap().to_str().unwrap().to_owned();
+    let o = rehydrate_full(&["resume", "--report-dir", reports.to_str().unwrap(), &id], None, envs);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let second = runs(reports)
+        .into_iter()
+        .find(|r| r != &first)
+        .expect("the resumed run");
+    (first, second, o)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
