@@ -208,8 +208,12 @@ async fn plan_spec(args: &RunPlanArgs) -> Result<run::RunSpec> {
             return Err(Error::usage(format!("route {}: not an actioning command", r.name)));
         };
         source.get_or_insert(spec.source);
+        // A route that is itself several (invoke --rules-from-bus) keeps their names under its own.
         for mut route in spec.routes {
-            route.name = Some(r.name.clone());
+            route.name = Some(match route.name.take() {
+                Some(inner) => format!("{}/{inner}", r.name),
+                None => r.name.clone(),
+            });
             routes.push(route);
         }
     }
