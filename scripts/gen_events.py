@@ -182,7 +182,7 @@ def main(argv):
             batch = make_events(min(chunk, n - start), seed=seed + start)
             out.write("".join(dumps(e) + "\n" for e in batch))
         return 0
-    if len(argv) == 1:
+    if len(argv) == 1 and not argv[0].startswith("-"):
         write_testdata(Path(argv[0]))
         return 0
     print(__doc__, file=sys.stderr)
