@@ -7,8 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-512}
 store=$(scripts/bench_store.sh "$size_mb")
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/rehydrate"
+# REHYDRATE_BIN: measure that binary instead of building this checkout's release binary.
+if [ -z "${REHYDRATE_BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+bin="${REHYDRATE_BIN:-${CARGO_TARGET_DIR:-target}/release/rehydrate}"
 events=$(wc -l < "$store")
 
 pattern='{"source": ["com.shop.orders", "com.shop.payments"], "detail-type": [{"prefix": "Order"}],

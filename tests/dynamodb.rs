@@ -409,6 +409,7 @@ fn a_scan_killed_mid_run_and_resumed_gives_every_item_one_outcome_and_reads_on_f
     assert!(first_done >= 40, "the first run had finished some pages: {summary}");
     let read = summary["read"].as_u64().unwrap();
     let read_again = summary["already_done"].as_u64().unwrap();
+    eprintln!("the first run finished {first_done} items; the resume read {read} new and {read_again} again");
     assert_eq!(read, 1200 - first_done, "{summary}");
     assert!(read_again <= 4 * 40, "at most one page a segment read twice: {summary}");
     // The copy holds every item (the target's own state, read by boto3).

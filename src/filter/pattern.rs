@@ -224,6 +224,26 @@ impl Pattern {
         self.branches.iter().flatten().map(|(p, _)| p.as_str())
     }
 
+    /// Whether some branch of the pattern can still match `event` considering only the paths
+    /// outside `detail` (the ones that need `detail` are taken as matching): a cheap first test
+    /// that saves parsing `detail` for events the envelope already rules out.
+    pub fn envelope_allows(&self, event: &Value) -> bool {
+        let mut values: Vec<&Value> = Vec::new();
+        self.branches.iter().any(|branch| {
+            branch.iter().all(|(path, conds)| {
+                if path == "detail" || path.starts_with("detail.") {
+                    return true;
+                }
+                values.clear();
+                collect(event, path, &mut values);
+                conds.iter().any(|c| match c {
+                    Cond::Exists(want) => values.is_empty() != *want,
+                    c => values.iter().any(|v| c.matches(v)),
+                })
+            })
+        })
+    }
+
     /// Whether the pattern matches `event` (a JSON object).
     pub fn matches(&self, event: &Value) -> bool {
         let mut values: Vec<&Value> = Vec::new();
@@ -634,6 +654,7 @@ impl ScalarUDFImpl for PatternUdf {
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             let mut event = Map::new();
+            let mut detail_text = None;
             for (i, col) in strings.iter().enumerate() {
                 let Some(col) = col else { continue };
                 if col.is_null(row) {
@@ -641,9 +662,7 @@ impl ScalarUDFImpl for PatternUdf {
                 }
                 let v = col.value(row);
                 if i == 8 {
-                    if let Ok(detail) = serde_json::from_str::<Value>(v) {
-                        event.insert("detail".into(), detail);
-                    }
+                    detail_text = Some(v);
                 } else {
                     event.insert(FIELDS[i].into(), Value::String(v.to_owned()));
                 }
@@ -661,7 +680,18 @@ impl ScalarUDFImpl for PatternUdf {
                     event.insert("resources".into(), Value::Array(values));
                 }
             }
-            out.push(Some(self.pattern.matches(&Value::Object(event))));
+            let mut event = Value::Object(event);
+            // `detail` is parsed only for events the rest of the envelope does not rule out.
+            if let Some(text) = detail_text {
+                if !self.pattern.envelope_allows(&event) {
+                    out.push(Some(false));
+                    continue;
+                }
+                if let (Ok(detail), Value::Object(m)) = (serde_json::from_str::<Value>(text), &mut event) {
+                    m.insert("detail".into(), detail);
+                }
+            }
+            out.push(Some(self.pattern.matches(&event)));
         }
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
     }
