@@ -1385,6 +1385,37 @@ fn invoke_rules_from_bus_delivers_what_eventbridge_delivers_through_the_same_rul
     ));
     let routes = ran.summary["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 4, "{}", ran.summary);
+    // Events stored without account, region, version or resources get them as EventBridge
+    // fills them on delivery: account and region of the bus (the rule's ARN).
+    let bare = ran.dir.path().join("bare.ndjson");
+    std::fs::write(
+        &bare,
+        "{\"id\":\"bare-1\",\"source\":\"com.shop.orders\",\"detail-type\":\"OrderPlaced\",\"time\":\"2026-05-01T00:00:00Z\",\"detail\":{\"n\":1}}\n",
+    )
+    .unwrap();
+    let bare_run = run_checked(
+        &[
+            "invoke",
+            "--from",
+            bare.to_str().unwrap(),
+            "--rules-from-bus",
+            "app",
+            "--rule",
+            "orders-placed",
+        ],
+        &aws_env(&moto.url),
+        0,
+    );
+    assert_eq!(bare_run.summary["succeeded"].as_u64(), Some(1), "{}", bare_run.summary);
+    let delivered = payloads_of(&moto.url, "f-plain")
+        .into_iter()
+        .find(|p| p["id"] == "bare-1")
+        .expect("the bare event was delivered");
+    assert_eq!(
+        delivered,
+        serde_json::json!({"version": "0", "id": "bare-1", "detail-type": "OrderPlaced", "source": "com.shop.orders",
+            "account": "123456789012", "time": "2026-05-01T00:00:00Z", "region": "eu-west-1", "resources": [], "detail": {"n": 1}})
+    );
     // Only the chosen rule with --rule.
     let o = rehydrate_aws(
         &[

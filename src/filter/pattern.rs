@@ -420,7 +420,9 @@ fn condition(item: &Value) -> Result<Cond, String> {
 fn anything_but(value: &Value) -> Result<Except, String> {
     let scalar = |v: &Value| -> Result<Scalar, String> {
         match v {
-            Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(Scalar::of(v).expect("a scalar")),
+            Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+                Scalar::of(v).ok_or_else(|| format!("anything-but: {v} is out of range"))
+            }
             _ => Err("anything-but takes strings or numbers (not null, objects or arrays)".into()),
         }
     };
