@@ -178,6 +178,27 @@ fn append_log(run_dir: &Path, name: &str) -> Result<std::sync::Mutex<std::fs::Fi
     Ok(std::sync::Mutex::new(file))
 }
 
+/// Appends `line` as one line of JSON to `text`.
+fn push_line(text: &mut String, line: &impl Serialize) {
+    if let Ok(l) = serde_json::to_string(line) {
+        text.push_str(&l);
+        text.push('\n');
+    }
+}
+
+/// Writes `text` to a log in one `write` (a kill leaves whole lines, or a torn last one that
+/// readers skip); a failure is a warning saying what a resume loses.
+fn write_once(file: &std::sync::Mutex<std::fs::File>, text: &str, name: &str, loss: &str) {
+    use std::io::Write;
+    if text.is_empty() {
+        return;
+    }
+    let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = file.write_all(text.as_bytes()) {
+        tracing::warn!("cannot write {name}: {e}; {loss}");
+    }
+}
+
 /// Appends in-flight marks; each call is one `write`, made before the request goes out.
 pub struct InFlightLog {
     file: std::sync::Mutex<std::fs::File>,
@@ -197,7 +218,6 @@ impl InFlightLog {
 
     /// Marks (`sent`) or clears the events at `places` (origin, position).
     pub fn mark<'a>(&self, sent: bool, places: impl IntoIterator<Item = (&'a str, u64)>) {
-        use std::io::Write;
         let mut by_origin: HashMap<&str, Vec<u64>> = HashMap::new();
         for (origin, position) in places {
             by_origin.entry(origin).or_default().push(position);
@@ -217,18 +237,14 @@ impl InFlightLog {
                 origin: origin.to_owned(),
                 ranges,
             };
-            if let Ok(l) = serde_json::to_string(&line) {
-                text.push_str(&l);
-                text.push('\n');
-            }
+            push_line(&mut text, &line);
         }
-        if text.is_empty() {
-            return;
-        }
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(text.as_bytes()) {
-            tracing::warn!("cannot write {IN_FLIGHT_LOG}: {e}; a resume will not know which events were in flight");
-        }
+        write_once(
+            &self.file,
+            &text,
+            IN_FLIGHT_LOG,
+            "a resume will not know which events were in flight",
+        );
     }
 }
 
@@ -259,25 +275,20 @@ impl CheckpointLog {
     }
 
     pub fn write(&self, seq: u64, marks: &[crate::source::Mark]) {
-        use std::io::Write;
         let mut text = String::new();
         for mark in marks {
             let line = CheckpointLine {
                 seq,
                 mark: mark.clone(),
             };
-            if let Ok(l) = serde_json::to_string(&line) {
-                text.push_str(&l);
-                text.push('\n');
-            }
+            push_line(&mut text, &line);
         }
-        if text.is_empty() {
-            return;
-        }
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = file.write_all(text.as_bytes()) {
-            tracing::warn!("cannot write {CHECKPOINT_LOG}: {e}; a resume will read those origins from their start");
-        }
+        write_once(
+            &self.file,
+            &text,
+            CHECKPOINT_LOG,
+            "a resume will read those origins from their start",
+        );
     }
 }
 

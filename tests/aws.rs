@@ -12,6 +12,19 @@ use common::*;
 use serde_json::Value;
 
 /// The sample events, by id, as written in the store.
+/// The fields of every envelope EventBridge delivers.
+const NINE_FIELDS: [&str; 9] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+];
+
 fn source_events() -> Vec<Value> {
     std::fs::read_to_string(testdata("events.ndjson"))
         .unwrap()
@@ -1182,17 +1195,7 @@ fn every_invoke_payload_has_the_nine_envelope_fields_even_when_the_store_lacks_s
     );
     let payloads = invoke_payloads(&moto.url, "projector");
     assert_eq!(payloads.len(), 2);
-    let nine = [
-        "version",
-        "id",
-        "detail-type",
-        "source",
-        "account",
-        "time",
-        "region",
-        "resources",
-        "detail",
-    ];
+    let nine = NINE_FIELDS;
     for p in &payloads {
         let mut keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort();
@@ -1327,17 +1330,7 @@ fn invoke_rules_from_bus_delivers_what_eventbridge_delivers_through_the_same_rul
     let plain = payloads_of(&moto.url, "f-plain");
     assert_eq!(plain.len(), placed);
     for p in &plain {
-        for field in [
-            "version",
-            "id",
-            "detail-type",
-            "source",
-            "account",
-            "time",
-            "region",
-            "resources",
-            "detail",
-        ] {
+        for field in NINE_FIELDS {
             assert!(p.get(field).is_some(), "{field} in {p}");
         }
     }
