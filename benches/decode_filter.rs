@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
                         where_: Some(predicate.into()),
                         ..Default::default()
                     };
-                    let selection = filter::select(&ctx, Box::pin(stream), &spec).await.unwrap();
+                    let selection = filter::select(&ctx, Box::pin(stream), &spec, None).await.unwrap();
                     let out = selection.df.collect().await.unwrap();
                     out.iter().map(|b| b.num_rows()).sum::<usize>()
                 })

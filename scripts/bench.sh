@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Runs one filter-to-Parquet job through rehydrate, DuckDB and jq on the same generated NDJSON
-# store and prints each tool's throughput, peak RSS, and rehydrate's ratios against the others.
+# rehydrate's speed beside its peers, on the same generated store, in one run:
+#   1. the headline job — placed orders over 100 EUR, every envelope column, to zstd Parquet —
+#      from an NDJSON store, the same events as one JSON array, and the NDJSON gzip-compressed,
+#      each through rehydrate, DuckDB and jq (throughput, peak RSS, ratios);
+#   2. counting a selective filter (`preview --format count`) beside DuckDB's count(*) and jq;
+#   3. the action driver (replay, invoke, populate dynamodb) against a local endpoint that
+#      answers success at once (examples/noop_endpoint.rs): events/s from one process;
+#   4. memory under bad input, and the job with the store on S3 (moto).
 #
 #   scripts/bench.sh [SIZE_MB]     (default 2048: a 2 GB store, generated once into bench-data/)
 #
-# jq cannot write Parquet: its leg filters to NDJSON, which flatters it slightly.
+# REHYDRATE_BIN measures a given binary instead of building one. jq cannot write Parquet: its
+# legs filter to NDJSON, which flatters it slightly; it reads the array with --stream (holding
+# a 2 GB array whole would take tens of GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mb=${1:-2048}
@@ -13,6 +21,12 @@ mkdir -p "$data"
 store="$data/events-${size_mb}mb.ndjson"
 
 scripts/bench_store.sh "$size_mb" >/dev/null
+array="$data/events-${size_mb}mb.json"
+gz="$store.gz"
+if [ ! -f "$array" ]; then
+    { echo '['; sed '$!s/$/,/' "$store"; echo ']'; } > "$array.tmp" && mv "$array.tmp" "$array"
+fi
+[ -f "$gz" ] || { gzip -c "$store" > "$gz.tmp" && mv "$gz.tmp" "$gz"; }
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import duckdb' 2>/dev/null; then
     python3 -m venv .venv
@@ -20,8 +34,15 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import duckdb' 2>/dev/nul
 fi
 command -v jq >/dev/null || { echo "bench: jq is needed (apt-get install jq)" >&2; exit 1; }
 
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/rehydrate"
+target_dir="${CARGO_TARGET_DIR:-target}"
+if [ -n "${REHYDRATE_BIN:-}" ]; then
+    bin=$REHYDRATE_BIN
+else
+    cargo build --release --quiet
+    bin="$target_dir/release/rehydrate"
+fi
+cargo build --release --quiet --example noop_endpoint
+noop="$target_dir/release/examples/noop_endpoint"
 
 bytes=$(stat -c %s "$store")
 events=$(wc -l < "$store")
@@ -40,43 +61,96 @@ measure() { # name, command...: prints "seconds peak_rss_kb"
         echo "bench: $name failed:" >&2; tail -5 "$data/stderr.$name" >&2; exit 1; }
     cat "$data/time.$name"
 }
+count() { .venv/bin/python -c "import duckdb; print(duckdb.sql(\"$1\").fetchone()[0])"; }
 
-read -r t_ours rss_ours < <(measure rehydrate "$bin" populate parquet --from "$store" --where "$ours_where" \
-    --to "$out/rehydrate" --report-dir "$data/runs" --output json)
 cat > "$data/duckdb_job.py" <<'PY'
 import sys, duckdb
-store, where, out = sys.argv[1:4]
+store, fmt, where, out = sys.argv[1:5]
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
 cols = {'version': 'VARCHAR', 'id': 'VARCHAR', 'detail-type': 'VARCHAR', 'source': 'VARCHAR', 'account': 'VARCHAR',
         'time': 'TIMESTAMPTZ', 'region': 'VARCHAR', 'resources': 'VARCHAR[]', 'detail': 'JSON'}
-con.execute(f"COPY (SELECT * FROM read_json('{store}', format='newline_delimited', columns={cols!r}) "
-            f"WHERE {where}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+rel = f"read_json('{store}', format='{fmt}', columns={cols!r})"
+if out == '-':
+    print(con.execute(f"SELECT count(*) FROM {rel} WHERE {where}").fetchone()[0])
+else:
+    con.execute(f"COPY (SELECT * FROM {rel} WHERE {where}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
 PY
-read -r t_duck rss_duck < <(measure duckdb .venv/bin/python "$data/duckdb_job.py" "$store" "$duck_where" "$out/duckdb.parquet")
-read -r t_jq rss_jq < <(measure jq sh -c "jq -c '$jq_filter' '$store' > '$out/jq.ndjson'")
 
-count() { .venv/bin/python -c "import duckdb; print(duckdb.sql(\"$1\").fetchone()[0])"; }
-n_ours=$(count "SELECT count(*) FROM read_parquet('$out/rehydrate/*.parquet')")
-n_duck=$(count "SELECT count(*) FROM read_parquet('$out/duckdb.parquet')")
-n_jq=$(wc -l < "$out/jq.ndjson")
-
-python3 - "$bytes" "$events" "$t_ours" "$rss_ours" "$n_ours" "$t_duck" "$rss_duck" "$n_duck" "$t_jq" "$rss_jq" "$n_jq" "$(nproc)" <<'PY'
+report() { # title, then per tool: name seconds rss rows
+    python3 - "$bytes" "$events" "$(nproc)" "$@" <<'PY'
 import sys
-b, ev = int(sys.argv[1]), int(sys.argv[2])
-rows = [("rehydrate", *sys.argv[3:6]), ("duckdb", *sys.argv[6:9]), ("jq", *sys.argv[9:12])]
-print(f"store: {b / 2**20:,.0f} MB, {ev:,} events; job: OrderPlaced with total > 100 -> Parquet (jq: NDJSON); {sys.argv[12]} cores")
-print(f"{'tool':<10} {'seconds':>8} {'MB/s':>8} {'events/s':>12} {'peak RSS MB':>12} {'rows out':>10}")
-t = {}
+b, ev, cores, title = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rest = sys.argv[5:]
+rows = [rest[i:i + 4] for i in range(0, len(rest), 4)]
+print(f"{title} ({b / 2**20:,.0f} MB, {ev:,} events, {cores} cores)")
+print(f"  {'tool':<10} {'seconds':>8} {'MB/s':>8} {'events/s':>12} {'peak RSS MB':>12} {'rows out':>10} {'time vs DuckDB':>15}")
+t = {r[0]: float(r[1]) for r in rows}
 for name, secs, rss, n in rows:
-    secs = float(secs); t[name] = secs
-    print(f"{name:<10} {secs:>8.1f} {b / 2**20 / secs:>8.1f} {ev / secs:>12,.0f} {int(rss) / 1024:>12.0f} {int(n):>10,}")
-print(f"throughput ratio rehydrate/DuckDB: {t['duckdb'] / t['rehydrate']:.2f}x")
-print(f"throughput ratio rehydrate/jq:     {t['jq'] / t['rehydrate']:.2f}x")
+    secs = float(secs)
+    print(f"  {name:<10} {secs:>8.2f} {b / 2**20 / secs:>8.0f} {ev / secs:>12,.0f} {int(rss) / 1024:>12.0f} {int(n):>10,} {secs / t['duckdb']:>14.2f}x")
+print(f"  rehydrate's time / DuckDB's: {t['rehydrate'] / t['duckdb']:.2f} (goal <= 0.67); / jq's: {t['rehydrate'] / t['jq']:.2f}")
 counts = {r[0]: int(r[3]) for r in rows}
 if len(set(counts.values())) != 1:
-    print(f"WARNING: the tools selected different row counts: {counts}")
+    print(f"  WARNING: the tools selected different row counts: {counts}")
 PY
+}
+
+job() { # label, store, DuckDB format, jq command (reads the store, filter appended)
+    local label=$1 input=$2 fmt=$3 jqcmd=$4 t r
+    read -r t_ours rss_ours < <(measure "rehydrate-$label" "$bin" populate parquet --from "$input" --where "$ours_where" \
+        --to "$out/rehydrate-$label" --report-dir "$data/runs" --output json)
+    read -r t_duck rss_duck < <(measure "duckdb-$label" .venv/bin/python "$data/duckdb_job.py" "$input" "$fmt" "$duck_where" "$out/duckdb-$label.parquet")
+    read -r t_jq rss_jq < <(measure "jq-$label" sh -c "$jqcmd > '$out/jq-$label.ndjson'")
+    report "$label -> filter -> Parquet (jq: NDJSON)" \
+        rehydrate "$t_ours" "$rss_ours" "$(count "SELECT count(*) FROM read_parquet('$out/rehydrate-$label/*.parquet')")" \
+        duckdb "$t_duck" "$rss_duck" "$(count "SELECT count(*) FROM read_parquet('$out/duckdb-$label.parquet')")" \
+        jq "$t_jq" "$rss_jq" "$(wc -l < "$out/jq-$label.ndjson")"
+    rm -rf "$out/rehydrate-$label" "$out/duckdb-$label.parquet" "$out/jq-$label.ndjson"
+}
+
+job NDJSON "$store" newline_delimited "jq -c '$jq_filter' '$store'"
+job "JSON array" "$array" array "jq -cn --stream 'fromstream(1 | truncate_stream(inputs)) | $jq_filter' '$array'"
+job "NDJSON gzip" "$gz" newline_delimited "gzip -dc '$gz' | jq -c '$jq_filter'"
+
+# Counting a selective filter (about 6% of the events).
+read -r t_ours rss_ours < <(measure count-rehydrate "$bin" preview --from "$store" --format count \
+    --where "detail_type = 'OrderCancelled'")
+read -r t_duck rss_duck < <(measure count-duckdb .venv/bin/python "$data/duckdb_job.py" "$store" newline_delimited \
+    "\"detail-type\" = 'OrderCancelled'" -)
+read -r t_jq rss_jq < <(measure count-jq sh -c "jq -c 'select(.[\"detail-type\"] == \"OrderCancelled\") | 1' '$store' | wc -l")
+report "NDJSON -> count of detail_type = 'OrderCancelled'" \
+    rehydrate "$t_ours" "$rss_ours" "$(tail -n 1 "$data/stdout.count-rehydrate")" \
+    duckdb "$t_duck" "$rss_duck" "$(tail -n 1 "$data/stdout.count-duckdb")" \
+    jq "$t_jq" "$rss_jq" "$(tail -n 1 "$data/stdout.count-jq")"
+
+# The driver: the first DRIVER_EVENTS events (default 1,000,000) sent to the no-op endpoint.
+driver_events=${DRIVER_EVENTS:-1000000}
+dstore="$data/driver-${driver_events}.ndjson"
+[ -f "$dstore" ] || head -n "$driver_events" "$store" > "$dstore"
+"$noop" > "$data/noop.out" 2>&1 &
+noop_pid=$!
+trap 'kill $noop_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q listening "$data/noop.out" 2>/dev/null && break; sleep 0.05; done
+noop_url="http://$(sed -n 's/^listening on //p' "$data/noop.out")"
+noop_env=(env AWS_ENDPOINT_URL="$noop_url" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true)
+stats() { curl -s "$noop_url/__stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"])'; }
+echo "driver: $(printf "%'d" "$driver_events") events from one process to a local endpoint that answers success at once (goal >= 100,000 events/s)"
+printf '  %-22s %8s %12s %12s %12s %12s\n' action seconds events/s "peak RSS MB" succeeded "endpoint saw"
+drive() { # label, rehydrate arguments...
+    local label=$1; shift
+    local before after t rss ok
+    before=$(stats)
+    read -r t rss < <(measure "driver-$label" "${noop_env[@]}" "$bin" "$@" --from "$dstore" --report-dir "$data/runs" --output json)
+    after=$(stats)
+    ok=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["succeeded"])' "$data/stdout.driver-$label")
+    printf '  %-22s %8.2f %12s %12d %12s %12s\n' "$label" "$t" \
+        "$(awk -v n="$driver_events" -v t="$t" 'BEGIN { printf "%\047d", n / t }')" "$((rss / 1024))" "$ok" "$((after - before))"
+}
+drive "replay" replay --bus noop --concurrency 64
+drive "invoke (Event)" invoke --function noop --invocation-type event --concurrency 64
+drive "populate dynamodb" populate dynamodb --table noop --concurrency 64
+kill $noop_pid 2>/dev/null || true
 
 measure_any() { # like measure, for a run that is meant to end with a non-zero exit code
     local name=$1; shift

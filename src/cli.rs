@@ -337,6 +337,9 @@ pub struct ParquetArgs {
     /// After the run, remove the files of earlier runs in the partitions this run wrote (and only those).
     #[arg(long)]
     pub overwrite: bool,
+    /// The zstd compression level of the Parquet pages (1 to 22): higher writes smaller files, more slowly.
+    #[arg(long, default_value_t = crate::action::parquet::DEFAULT_ZSTD_LEVEL, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
     /// Write Athena's CREATE EXTERNAL TABLE (with partition projection) for the written schema to FILE, or stdout.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub athena_ddl: Option<PathBuf>,
@@ -1009,6 +1012,7 @@ impl ParquetArgs {
             ParquetPopulate::new(&self.to, self.partition_by.clone(), self.max_rows_per_file)?
         };
         populate.max_open_files = self.max_open_files as usize;
+        populate.zstd_level = self.zstd_level;
         populate.target_file_bytes = self.target_file_size;
         populate.overwrite = self.overwrite;
         if self.athena_ddl.as_deref().is_some_and(|p| p.as_os_str() == "-") && self.run.output == OutputFormat::Json {

@@ -87,39 +87,52 @@ fn events_stream(
     // Whether `done` applies to the events here (one route), or only to rejections (several
     // routes: each leaves out its own events, see `route_input`).
     rows_too: bool,
+    // Set when the selection's plan is made, before the stream is first polled.
+    prefilter: filter::Pushdown,
 ) -> SendableRecordBatchStream {
     let mut seq = 0u64;
-    let stream = crate::source::stream(source, stats, decode_parallelism())
-        .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
-        .map(move |decoded| match decoded {
-            Ok(mut d) => {
-                // Slices are numbered in the order the filter takes them (see resume::starts_of).
-                seq += 1;
-                if let Some(log) = checkpoints.get() {
-                    log.write(seq, &d.marks);
-                }
-                if let Some((done, only, skipped)) = &done {
-                    // Resuming: what already has an outcome is not read again. Re-driving: only
-                    // what ended failed, rejected or skipped is.
-                    let before = d.batch.num_rows() + d.rejections.len();
-                    d.rejections.retain(|r| done.contains(&r.origin, r.position) == *only);
-                    if rows_too {
-                        d.batch = leave_out_done(&d.batch, done, *only, None)
-                            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                    }
-                    skipped.fetch_add(
-                        (before - d.batch.num_rows() - d.rejections.len()) as u64,
-                        Ordering::Relaxed,
-                    );
-                }
-                reached.fetch_add((d.batch.num_rows() + d.rejections.len()) as u64, Ordering::Relaxed);
-                if !d.rejections.is_empty() {
-                    rejections.send(RecorderMsg::Rejections(d.rejections));
-                }
-                Ok(d.batch)
+    // The source starts when the plan first asks for events, so that it knows the prefilter.
+    let source = source.clone();
+    let stream = futures::stream::once(async move {
+        let mut spec = source;
+        spec.prefilter = prefilter.get().cloned();
+        crate::source::stream(&spec, stats, decode_parallelism())
+    })
+    .flatten()
+    .take_while(move |_| futures::future::ready(!stop.load(Ordering::Relaxed)))
+    .map(move |decoded| match decoded {
+        Ok(mut d) => {
+            // Slices are numbered in the order the filter takes them (see resume::starts_of).
+            seq += 1;
+            if let Some(log) = checkpoints.get() {
+                log.write(seq, &d.marks);
             }
-            Err(e) => Err(DataFusionError::External(Box::new(e))),
-        });
+            if let Some((done, only, skipped)) = &done {
+                // Resuming: what already has an outcome is not read again. Re-driving: only
+                // what ended failed, rejected or skipped is.
+                let before = d.batch.num_rows() + d.rejections.len();
+                d.rejections.retain(|r| done.contains(&r.origin, r.position) == *only);
+                if rows_too {
+                    d.batch = leave_out_done(&d.batch, done, *only, None)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
+                skipped.fetch_add(
+                    (before - d.batch.num_rows() - d.rejections.len()) as u64,
+                    Ordering::Relaxed,
+                );
+            }
+            // Left out by the prefilter: read and filtered, though no row was built.
+            reached.fetch_add(
+                (d.batch.num_rows() + d.rejections.len()) as u64 + d.prefiltered,
+                Ordering::Relaxed,
+            );
+            if !d.rejections.is_empty() {
+                rejections.send(RecorderMsg::Rejections(d.rejections));
+            }
+            Ok(d.batch)
+        }
+        Err(e) => Err(DataFusionError::External(Box::new(e))),
+    });
     Box::pin(RecordBatchStreamAdapter::new(event::source_schema(), stream))
 }
 
@@ -301,7 +314,7 @@ pub async fn check_filter(filter: &FilterSpec) -> Result<()> {
         event::source_schema(),
         futures::stream::empty(),
     ));
-    filter::select(&ctx, empty, filter).await.map(|_| ())
+    filter::select(&ctx, empty, filter, None).await.map(|_| ())
 }
 
 /// A route's copy of the events without those the route already finished (resume) or with only
@@ -348,6 +361,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
 
     // Plan first: bad SQL is reported before anything is created on disk.
     let checkpoints = Arc::new(OnceLock::new());
+    let prefilter = Arc::new(OnceLock::new());
     let events = events_stream(
         &spec.source,
         stats.clone(),
@@ -359,6 +373,7 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
             .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
         checkpoints.clone(),
         !many,
+        prefilter.clone(),
     );
     let inputs = match spec.routes.len() {
         1 => vec![events],
@@ -379,7 +394,9 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
     for (route, input) in spec.routes.iter().zip(inputs) {
         // Each route has a session of its own: its own `events` view over its copy of the stream.
         let ctx = filter::session(spec.source.batch_size)?;
-        let selection = filter::select(&ctx, input, &route.filter)
+        // One route reads the source alone: the source may apply its row filters itself.
+        let pushdown = (!many).then(|| prefilter.clone());
+        let selection = filter::select(&ctx, input, &route.filter, pushdown)
             .await
             .map_err(|e| in_route(route, e))?;
         // What the target needs from the selection is checked before anything exists on disk.
@@ -793,6 +810,7 @@ pub async fn preview(
     let stats = Arc::new(SourceStats::default());
     let (tx, mut rx) = mpsc::unbounded_channel::<RecorderMsg>();
     let ctx = filter::session(source.batch_size)?;
+    let prefilter = Arc::new(OnceLock::new());
     let events = events_stream(
         &source,
         stats.clone(),
@@ -802,8 +820,9 @@ pub async fn preview(
         None,
         Arc::new(OnceLock::new()),
         true,
+        prefilter.clone(),
     );
-    let selection = filter::select(&ctx, events, &filter_spec).await?;
+    let selection = filter::select(&ctx, events, &filter_spec, Some(prefilter)).await?;
     let limit = match (limit, format) {
         (None, PreviewFormat::Table) => Some(20),
         (l, _) => l,

@@ -63,7 +63,13 @@ pub struct ParquetPopulate {
     /// Files open at once at most (`--max-open-files`).
     pub max_open_files: usize,
     row_group_size: usize,
+    /// The zstd level of the files' pages (`--zstd-level`).
+    pub zstd_level: i32,
 }
+
+/// `--zstd-level`'s default, chosen by measurement (scripts/bench.sh): on the benchmark store,
+/// level 1 writes files within a few per cent of level 3's size in far less time.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 impl ParquetPopulate {
     /// `to` is an S3 prefix (`s3://bucket/prefix/`, through `aws`' configuration).
@@ -96,6 +102,7 @@ impl ParquetPopulate {
             max_rows_per_file,
             max_open_files: 64,
             row_group_size: 128 * 1024,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
             target_file_bytes: DEFAULT_TARGET_FILE_BYTES,
             overwrite: false,
             athena_ddl: None,
@@ -143,6 +150,7 @@ impl ParquetPopulate {
             max_rows_per_file,
             max_open_files: 64,
             row_group_size: 128 * 1024,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
         })
     }
 
@@ -295,7 +303,9 @@ impl ParquetSink<'_> {
             props = props.set_column_dictionary_enabled(column.into(), false);
         }
         let props = props
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(p.zstd_level).map_err(|e| write_fault(&path, e))?,
+            ))
             .set_max_row_group_row_count(Some(p.row_group_size))
             .set_created_by(format!("rehydrate {}", env!("CARGO_PKG_VERSION")))
             .build();

@@ -5,7 +5,7 @@
 //! query statement, planned with DDL, DML (INSERT, COPY) and session statements disallowed.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::datatypes::{DataType, SchemaRef};
 pub mod pattern;
@@ -113,6 +113,47 @@ impl Selection {
     }
 }
 
+/// `column = 'a'`, `column IN ('a', 'b')`, or an `OR` of those on one column: the column's name
+/// and the values it may have.
+fn literal_values(expr: &Expr) -> Option<(String, Vec<String>)> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let text = |e: &Expr| match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        _ => None,
+    };
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), v) | (v, Expr::Column(c)) => Some((c.name.clone(), vec![text(v)?])),
+            _ => None,
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let (a, mut values) = literal_values(left)?;
+            let (b, more) = literal_values(right)?;
+            if a != b {
+                return None;
+            }
+            values.extend(more);
+            Some((a, values))
+        }
+        Expr::InList(list) if !list.negated => match list.expr.as_ref() {
+            Expr::Column(c) => Some((c.name.clone(), list.list.iter().map(text).collect::<Option<Vec<_>>>()?)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Whether the selection's rows come out in the order the source gave them (no sort, grouping,
 /// join, union or window reorders them): then checkpoints of the source are meaningful.
 pub fn keeps_source_order(selection: &Selection) -> bool {
@@ -206,13 +247,117 @@ impl PartitionStream for OneShot {
     }
 }
 
+/// Where a planned selection hands the source its row filters ([`event::Prefilter`]).
+pub type Pushdown = Arc<OnceLock<Arc<event::Prefilter>>>;
+
+/// The source as a table. Given a [`Pushdown`], it takes every row filter on it as exact and
+/// has the decoding threads apply them (in parallel, before rows leave the source) instead of a
+/// filter of the plan: the selection is the same, the work is spread and rows that fail are
+/// never handed on.
+#[derive(Debug)]
+struct EventsTable {
+    inner: StreamingTable,
+    pushdown: Option<Pushdown>,
+}
+
+/// Whether a filter depends on its row alone (no subquery, aggregate, window or volatile
+/// function), so that the source may apply it.
+fn row_local(expr: &Expr) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    !expr.is_volatile()
+        && !expr
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::AggregateFunction(_)
+                        | Expr::WindowFunction(_)
+                        | Expr::OuterReferenceColumn(..)
+                        | Expr::Placeholder(_)
+                ))
+            })
+            .unwrap_or(true)
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for EventsTable {
+    fn schema(&self) -> SchemaRef {
+        datafusion::catalog::TableProvider::schema(&self.inner)
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        use datafusion::logical_expr::TableProviderFilterPushDown::{Exact, Unsupported};
+        Ok(filters
+            .iter()
+            .map(|f| match self.pushdown.is_some() && row_local(f) {
+                true => Exact,
+                false => Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        if let Some(predicate) = datafusion::logical_expr::utils::conjunction(filters.to_vec()) {
+            let slot = self.pushdown.as_ref().ok_or_else(|| {
+                DataFusionError::Internal("a filter was pushed to a source that cannot apply it".into())
+            })?;
+            let schema = datafusion::common::DFSchema::try_from(self.schema())?;
+            let mut prefilter = event::Prefilter::default();
+            for conjunct in datafusion::logical_expr::utils::split_conjunction(&predicate) {
+                let Some((column, values)) = literal_values(conjunct) else {
+                    continue;
+                };
+                let slot = match column.as_str() {
+                    event::SOURCE => &mut prefilter.sources,
+                    event::DETAIL_TYPE => &mut prefilter.detail_types,
+                    _ => continue,
+                };
+                *slot = Some(match slot.take() {
+                    // Two conjuncts on one column: both must hold.
+                    Some(before) => before.into_iter().filter(|v| values.contains(v)).collect(),
+                    None => values,
+                });
+            }
+            prefilter.predicate = Some(state.create_physical_expr(predicate, &schema)?);
+            slot.set(Arc::new(prefilter))
+                .map_err(|_| DataFusionError::Internal("the events source was planned twice".into()))?;
+        }
+        self.inner.scan(state, projection, &[], limit).await
+    }
+}
+
 /// Registers `events` over `stream` (with the time window applied) and plans the selection.
-pub async fn select(ctx: &SessionContext, stream: SendableRecordBatchStream, spec: &FilterSpec) -> Result<Selection> {
+/// With `pushdown`, the source applies the selection's row filters itself ([`EventsTable`]);
+/// the stream must then be made to read it from there before it starts.
+pub async fn select(
+    ctx: &SessionContext,
+    stream: SendableRecordBatchStream,
+    spec: &FilterSpec,
+    pushdown: Option<Pushdown>,
+) -> Result<Selection> {
     let partition = Arc::new(OneShot {
         schema: event::source_schema(),
         stream: Mutex::new(Some(stream)),
     });
-    let table = StreamingTable::try_new(event::source_schema(), vec![partition])?;
+    let table = EventsTable {
+        inner: StreamingTable::try_new(event::source_schema(), vec![partition])?,
+        pushdown,
+    };
     let mut base = ctx.read_table(Arc::new(table))?;
     let ts = |ms: i64| lit(ScalarValue::TimestampMillisecond(Some(ms), Some("UTC".into())));
     if let Some(since) = spec.since {
@@ -466,9 +611,40 @@ mod tests {
     const A: &str = r#"{"id":"a","source":"orders","detail-type":"OrderPlaced","time":"2024-01-01T00:00:00Z","detail":{"qty":2,"customer":{"city":"Köln"}}}"#;
     const B: &str = r#"{"id":"b","source":"users","detail-type":"UserCreated","time":"2024-02-01T00:00:00Z","detail":{"name":"x"}}"#;
 
+    /// The ids `spec` selects from A and B; the same whether the plan filters the rows or the
+    /// source does (pushdown), which is checked on every call.
     async fn ids(spec: FilterSpec) -> Result<Vec<String>> {
+        let plain = ids_with(&spec, false).await?;
+        let pushed = ids_with(&spec, true).await?;
+        assert_eq!(
+            plain, pushed,
+            "the source applying the filters selects what the plan does: {spec}"
+        );
+        Ok(plain)
+    }
+
+    async fn ids_with(spec: &FilterSpec, pushdown: bool) -> Result<Vec<String>> {
         let ctx = session(8192)?;
-        let sel = select(&ctx, events(&[A, B]), &spec).await?;
+        let slot: Pushdown = Arc::new(OnceLock::new());
+        let input = match pushdown {
+            false => events(&[A, B]),
+            true => {
+                // As the run's source does: the prefilter is read at the first poll.
+                let slot = slot.clone();
+                let stream = futures::stream::once(async move {
+                    let batch = {
+                        use futures::StreamExt;
+                        events(&[A, B]).next().await.unwrap()?
+                    };
+                    match slot.get() {
+                        Some(p) => Ok(p.apply(batch)?.0),
+                        None => Ok(batch),
+                    }
+                });
+                Box::pin(RecordBatchStreamAdapter::new(event::source_schema(), stream)) as SendableRecordBatchStream
+            }
+        };
+        let sel = select(&ctx, input, spec, pushdown.then_some(slot)).await?;
         let key = sel.keys.clone().unwrap().id;
         let batches = sel.df.collect().await?;
         Ok(batches

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::{Decoded, Mark, Rejection, SourceSpec, SourceStats, Start};
 use crate::action::fault::classify_sdk;
 use crate::action::policy::{RateLimiter, RetryPolicy};
-use crate::event::{BatchDecoder, FieldMap};
+use crate::event::{BatchDecoder, FieldMap, Prefilter};
 use crate::{Error, Result};
 
 /// AWS's rule of thumb for a parallel scan: one segment per 2 GB of table.
@@ -134,17 +134,18 @@ fn projection(map: Option<&FieldMap>) -> Option<(String, HashMap<String, String>
 pub fn stream(spec: &SourceSpec, scan: Arc<Scan>, stats: Arc<SourceStats>) -> BoxStream<'static, Result<Decoded>> {
     let (tx, rx) = mpsc::channel::<Result<Decoded>>(SEGMENTS_AT_ONCE);
     let map = spec.map.clone();
+    let prefilter = spec.prefilter.clone();
     let starts = spec.starts.clone();
     let limiter = scan.read_rate.map(|r| Arc::new(RateLimiter::new(r)));
     let segments: Vec<u32> = scan.segments.clone();
     tokio::spawn(async move {
         futures::stream::iter(segments)
             .for_each_concurrent(SEGMENTS_AT_ONCE, |segment| {
-                let (scan, stats, tx, map, limiter) =
-                    (scan.clone(), stats.clone(), tx.clone(), map.clone(), limiter.clone());
+                let (scan, stats, tx, limiter) = (scan.clone(), stats.clone(), tx.clone(), limiter.clone());
+                let decode = (map.clone(), prefilter.clone());
                 let start = starts.get(&scan.origin(segment)).cloned();
                 async move {
-                    if let Err(e) = scan_segment(&scan, segment, start, &stats, &tx, map, limiter).await {
+                    if let Err(e) = scan_segment(&scan, segment, start, &stats, &tx, decode, limiter).await {
                         let _ = tx.send(Err(e)).await;
                     }
                 }
@@ -160,7 +161,7 @@ async fn scan_segment(
     start: Option<Start>,
     stats: &SourceStats,
     tx: &mpsc::Sender<Result<Decoded>>,
-    map: Option<Arc<FieldMap>>,
+    (map, prefilter): (Option<Arc<FieldMap>>, Option<Arc<Prefilter>>),
     limiter: Option<Arc<RateLimiter>>,
 ) -> Result<()> {
     let origin: Arc<str> = Arc::from(scan.origin(segment));
@@ -229,10 +230,10 @@ async fn scan_segment(
         }];
         let items = page.items.unwrap_or_default();
         let count = items.len() as u64;
-        let (o, m, first) = (origin.clone(), map.clone(), position);
-        let decoded = tokio::task::spawn_blocking(move || decode_items(&items, m, &o, first, marks))
+        let (o, m, p, first) = (origin.clone(), map.clone(), prefilter.clone(), position);
+        let decoded = tokio::task::spawn_blocking(move || decode_items(&items, m, p, &o, first, marks))
             .await
-            .map_err(|e| Error::Internal(format!("decoding a page of {origin}: {e}")))?;
+            .map_err(|e| Error::Internal(format!("decoding a page of {origin}: {e}")))??;
         stats.records.fetch_add(count, Ordering::Relaxed);
         stats.bytes.fetch_add(decoded.1, Ordering::Relaxed);
         stats
@@ -255,6 +256,7 @@ async fn scan_segment(
                         key: None,
                         end: true,
                     }],
+                    prefiltered: 0,
                 };
                 let _ = tx.send(Ok(end)).await;
                 return Ok(());
@@ -270,11 +272,12 @@ async fn scan_segment(
 fn decode_items(
     items: &[HashMap<String, AttributeValue>],
     map: Option<Arc<FieldMap>>,
+    prefilter: Option<Arc<Prefilter>>,
     origin: &Arc<str>,
     first: u64,
     marks: Vec<Mark>,
-) -> (Decoded, u64) {
-    let mut decoder = BatchDecoder::new(map, items.len());
+) -> Result<(Decoded, u64)> {
+    let mut decoder = BatchDecoder::new(map, items.len()).with_prefilter(prefilter.clone());
     let mut rejections = Vec::new();
     let mut text = String::new();
     let mut bytes = 0u64;
@@ -294,14 +297,19 @@ fn decode_items(
             });
         }
     }
-    (
+    let (batch, left_out) = match &prefilter {
+        Some(p) => p.apply(decoder.finish())?,
+        None => (decoder.finish(), 0),
+    };
+    Ok((
         Decoded {
-            batch: decoder.finish(),
+            prefiltered: decoder.take_prefiltered() + left_out,
+            batch,
             rejections,
             marks,
         },
         bytes,
-    )
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

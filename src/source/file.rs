@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use arrow::array::RecordBatch;
 
 use super::{Decoded, Input, Mark, RecordFormat, Rejection, SourceSpec, SourceStats, Start};
-use crate::event::{BatchDecoder, FieldMap};
+use crate::event::{BatchDecoder, FieldMap, Prefilter};
 use crate::{Error, Result};
 
 /// A record larger than this is taken as a sign of a malformed file (an unclosed string would
@@ -111,6 +111,7 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
         let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Work>>(1);
         let (done_tx, done_rx) = mpsc::channel::<Result<Decoded>>(1);
         let map = spec.map.clone();
+        let prefilter = spec.prefilter.clone();
         let stats = stats.clone();
         let format = spec.format;
         std::thread::Builder::new()
@@ -118,9 +119,10 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
             .spawn(move || {
                 for work in chunk_rx {
                     let decoded = work.map(|w| match w {
-                        Work::Chunk(c) => decode_chunk(c, map.clone(), &stats, format),
-                        Work::Ready(d) => d,
+                        Work::Chunk(c) => decode_chunk(c, map.clone(), prefilter.clone(), &stats, format),
+                        Work::Ready(d) => Ok(d),
                     });
+                    let decoded = decoded.and_then(|d| d);
                     if done_tx.blocking_send(decoded).is_err() {
                         return;
                     }
@@ -234,8 +236,14 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
     .boxed()
 }
 
-fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats, format: RecordFormat) -> Decoded {
-    let mut decoder = BatchDecoder::new(map, chunk.spans.len());
+fn decode_chunk(
+    chunk: Chunk,
+    map: Option<Arc<FieldMap>>,
+    prefilter: Option<Arc<Prefilter>>,
+    stats: &SourceStats,
+    format: RecordFormat,
+) -> Result<Decoded> {
+    let mut decoder = BatchDecoder::new(map, chunk.spans.len()).with_prefilter(prefilter.clone());
     let mut rejections = Vec::new();
     for span in &chunk.spans {
         let bytes = &chunk.data[span.start..span.end];
@@ -270,11 +278,16 @@ fn decode_chunk(chunk: Chunk, map: Option<Arc<FieldMap>>, stats: &SourceStats, f
     }
     stats.records.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
     stats.rejected.fetch_add(rejections.len() as u64, Ordering::Relaxed);
-    Decoded {
-        batch: decoder.finish(),
+    let (batch, left_out) = match &prefilter {
+        Some(p) => p.apply(decoder.finish())?,
+        None => (decoder.finish(), 0),
+    };
+    Ok(Decoded {
+        prefiltered: decoder.take_prefiltered() + left_out,
+        batch,
         rejections,
         marks: chunk.marks,
-    }
+    })
 }
 
 /// Collects records into chunks and hands full chunks to the decoders, round-robin.
@@ -303,6 +316,42 @@ impl ChunkSender<'_> {
             return self.flush();
         }
         true
+    }
+
+    /// One NDJSON line, `start..end` of the chunk's data (its line break excluded); the bytes
+    /// from `keep` on were read past it. A blank line is counted but is no record. Returns where
+    /// the bytes from `keep` are now (0 when the chunk was sent and they began the next one), or
+    /// `None` when the consumer has gone.
+    fn line_ends(&mut self, start: usize, mut end: usize, line: u64, keep: usize) -> Option<usize> {
+        let data = &self.chunk.data;
+        while end > start && matches!(data[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        if data[start..end].iter().all(u8::is_ascii_whitespace) {
+            return Some(keep);
+        }
+        self.count += 1;
+        self.chunk.spans.push(Span {
+            start,
+            end,
+            position: line,
+            line,
+        });
+        if self.chunk.spans.len() < self.batch_size && self.chunk.data.len() < MAX_CHUNK_BYTES {
+            return Some(keep);
+        }
+        // The next chunk will be about as large as this one: its buffer is made so at once,
+        // rather than grown (and copied) as it fills.
+        let mut data = Vec::with_capacity(self.chunk.data.len() + READ_BUFFER);
+        data.extend_from_slice(&self.chunk.data[keep..]);
+        let next = Chunk {
+            data,
+            spans: Vec::with_capacity(self.chunk.spans.len()),
+            ..Chunk::new(&self.chunk.origin)
+        };
+        let mut full = std::mem::replace(&mut self.chunk, next);
+        full.data.truncate(keep);
+        self.send(Ok(Work::Chunk(full))).then_some(0)
     }
 
     fn flush(&mut self) -> bool {
@@ -522,43 +571,6 @@ impl From<std::io::Error> for ReadError {
     }
 }
 
-/// Reads one line (with its newline) onto `buf`, but stops as soon as the line passes `cap`
-/// bytes: a file without newlines is refused at the cap, never held whole. Returns the bytes
-/// read and whether the cap was passed.
-fn read_line_capped(
-    reader: &mut dyn BufRead,
-    buf: &mut Vec<u8>,
-    start: usize,
-    cap: usize,
-) -> std::io::Result<(usize, bool)> {
-    let mut read = 0;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            return Ok((read, false));
-        }
-        let (done, used) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (true, i + 1),
-            None => (false, available.len()),
-        };
-        buf.extend_from_slice(&available[..used]);
-        reader.consume(used);
-        read += used;
-        // The line's own bytes, without its line ending.
-        let len = buf.len() - start - usize::from(done);
-        if len > cap {
-            return Ok((read, true));
-        }
-        if done {
-            return Ok((read, false));
-        }
-    }
-}
-
 /// The largest record accepted: 64 MiB (`REHYDRATE_MAX_RECORD_BYTES` overrides it, for tests
 /// and for stores with larger records).
 fn max_record_bytes() -> usize {
@@ -574,32 +586,59 @@ fn max_record_bytes() -> usize {
 
 /// One record per line; blank lines are skipped but counted. `line` is the number of lines
 /// already consumed.
+///
+/// The reader's buffer is copied into the chunk whole and its line breaks found with `memchr`
+/// (SIMD); a chunk that fills up hands the bytes read past its last record on to the next one.
 fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
+    let cap = max_record_bytes();
+    // The start, in the chunk's data, of the line not yet ended.
+    let mut start = out.chunk.data.len();
     loop {
-        let start = out.chunk.data.len();
-        let (n, too_large) = read_line_capped(reader, &mut out.chunk.data, start, max_record_bytes()).map_err(|e| {
-            // Keep the complete lines before the failure; name where it happened.
-            out.chunk.data.truncate(start);
-            std::io::Error::new(e.kind(), format!("{e} (after line {line})"))
-        })?;
-        if n == 0 {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Keep the complete lines before the failure; name where it happened.
+                out.chunk.data.truncate(start);
+                return Err(std::io::Error::new(e.kind(), format!("{e} (after line {line})")).into());
+            }
+        };
+        if buf.is_empty() {
+            // The last line, without a line break.
+            if out.chunk.data.len() > start {
+                line += 1;
+                let end = out.chunk.data.len();
+                if end - start > cap {
+                    out.chunk.data.truncate(start);
+                    return Err(ReadError::TooLarge { line });
+                }
+                if out.line_ends(start, end, line, end).is_none() {
+                    return Ok(false);
+                }
+            }
             return Ok(true);
         }
-        line += 1;
-        if too_large {
+        let n = buf.len();
+        let mut from = out.chunk.data.len();
+        out.chunk.data.extend_from_slice(buf);
+        reader.consume(n);
+        while let Some(i) = memchr::memchr(b'\n', &out.chunk.data[from..]) {
+            let newline = from + i;
+            line += 1;
+            if newline - start > cap {
+                out.chunk.data.truncate(start);
+                return Err(ReadError::TooLarge { line });
+            }
+            let Some(moved) = out.line_ends(start, newline, line, newline + 1) else {
+                return Ok(false);
+            };
+            // After a flush the bytes from `newline + 1` on begin the next chunk.
+            start = moved;
+            from = moved;
+        }
+        if out.chunk.data.len() - start > cap {
             out.chunk.data.truncate(start);
-            return Err(ReadError::TooLarge { line });
-        }
-        let data = &mut out.chunk.data;
-        while data.len() > start && matches!(data[data.len() - 1], b'\n' | b'\r') {
-            data.pop();
-        }
-        if data[start..].iter().all(u8::is_ascii_whitespace) {
-            data.truncate(start);
-            continue;
-        }
-        if !out.record_ends(start, line, line) {
-            return Ok(false);
+            return Err(ReadError::TooLarge { line: line + 1 });
         }
     }
 }

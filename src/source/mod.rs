@@ -43,6 +43,8 @@ pub struct Decoded {
     pub rejections: Vec<Rejection>,
     /// Checkpoints passed in this slice, in source order.
     pub marks: Vec<Mark>,
+    /// Events of this slice decoded but left out by the prefilter (filtered, with no row).
+    pub prefiltered: u64,
 }
 
 /// A checkpoint in an origin: a place a resumed run can start reading from. `position` is the
@@ -166,6 +168,8 @@ pub struct SourceSpec {
     pub starts: Arc<HashMap<String, Start>>,
     /// The worker's part of the store, when it is split across workers.
     pub shard: Option<Shard>,
+    /// Set once the selection is planned: what the decoder may leave out ([`Prefilter`]).
+    pub prefilter: Option<Arc<crate::event::Prefilter>>,
 }
 
 /// One worker's part of a store split across `count` workers (`--shard INDEX/COUNT`): the
@@ -415,6 +419,7 @@ impl SourceSpec {
                     expected: Arc::default(),
                     starts: Arc::default(),
                     shard: None,
+                    prefilter: None,
                 });
             }
             if scan_flags {
@@ -443,6 +448,7 @@ impl SourceSpec {
                 expected: Arc::new(export.expected),
                 starts: Arc::default(),
                 shard: None,
+                prefilter: None,
             });
         }
         if scan_flags {
@@ -514,6 +520,7 @@ impl SourceSpec {
             expected: Arc::default(),
             starts: Arc::default(),
             shard: None,
+            prefilter: None,
         })
     }
 }

@@ -155,6 +155,7 @@ pub fn to_events(
         batch,
         rejections,
         marks: Vec::new(),
+        prefiltered: 0,
     })
 }
 
