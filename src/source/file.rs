@@ -120,7 +120,16 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
                 for work in chunk_rx {
                     let decoded = work.map(|w| match w {
                         Work::Chunk(c) => decode_chunk(c, map.clone(), prefilter.clone(), &stats, format),
-                        Work::Ready(d) => Ok(d),
+                        // A Parquet input's batch: the row filters apply to it as to decoded ones.
+                        Work::Ready(mut d) => match &prefilter {
+                            Some(p) => p.apply(d.batch.clone()).map(|(batch, left_out)| {
+                                d.batch = batch;
+                                d.prefiltered += left_out;
+                                d
+                            }),
+                            None => Ok(d),
+                        }
+                        .map_err(crate::Error::from),
                     });
                     let decoded = decoded.and_then(|d| d);
                     if done_tx.blocking_send(decoded).is_err() {
