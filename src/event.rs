@@ -1159,6 +1159,29 @@ mod tests {
     }
 
     #[test]
+    fn the_prefilter_leaves_out_rows_but_never_a_rejection() {
+        let prefilter = Prefilter {
+            detail_types: Some(vec!["OrderPlaced".into()]),
+            ..Default::default()
+        };
+        for plain_path in [true, false] {
+            let mut d = BatchDecoder::new(None, 4).with_prefilter(Some(Arc::new(prefilter.clone())));
+            d.plain_path = plain_path;
+            d.push(GOOD.as_bytes(), "f", 1).unwrap();
+            let other = GOOD.replace("OrderPlaced", "OrderShipped");
+            d.push(other.as_bytes(), "f", 2).unwrap();
+            // Not the wanted type, and not an event either: rejected, as without the prefilter.
+            let bad = other.replace("2024-05-01T12:00:00.250+02:00", "yesterday");
+            assert!(d.push(bad.as_bytes(), "f", 3).unwrap_err().contains("RFC 3339"));
+            assert!(d.push(b"{\"detail-type\":\"OrderShipped\"", "f", 4).is_err());
+            assert_eq!(d.take_prefiltered(), 1);
+            let b = d.finish();
+            assert_eq!(b.num_rows(), 1);
+            assert_eq!(b.column(2).as_string::<i32>().value(0), "OrderPlaced");
+        }
+    }
+
+    #[test]
     fn bad_map_arguments_are_usage_errors() {
         assert!(FieldMap::parse(&["nonsense".into()]).is_err());
         assert!(FieldMap::parse(&["colour=x".into()]).is_err());
