@@ -21,6 +21,12 @@ use crate::{Error, Result};
 
 mod scan;
 
+/// The first index from `i` holding `"`, `\` or a control character (a line break among
+/// them), or `b.len()`: how the JSON-array reader skips through strings (SIMD where it can).
+pub(crate) fn string_special(b: &[u8], i: usize) -> usize {
+    scan::special(b, i, &mut false)
+}
+
 pub const ID: &str = "id";
 pub const SOURCE: &str = "source";
 pub const DETAIL_TYPE: &str = "detail_type";

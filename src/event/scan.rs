@@ -301,7 +301,7 @@ fn string_end(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
 /// The first index from `i` holding `"`, `\` or a control character (below 0x20), or `b.len()`;
 /// sets `high` when a byte above 0x7f may lie before it.
 #[inline]
-fn special(b: &[u8], mut i: usize, high: &mut bool) -> usize {
+pub(super) fn special(b: &[u8], mut i: usize, high: &mut bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;

@@ -332,6 +332,9 @@ pub struct Totals {
 
 const NAMED_FAILURES: usize = 20;
 const OUTCOME_BATCH: usize = 8192;
+/// How long the recorder gathers outcomes before it writes them (a killed run loses at most
+/// this much more than the channel held: those events are in flight and resent on resume).
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Writes outcomes and dead letters on its own thread as the run produces them, until every
 /// sender of its channel is dropped.
@@ -373,15 +376,29 @@ impl Recorder {
         let run_dir = run_dir.to_owned();
         let convert = Arc::new(OnceLock::new());
         let convert_at_end = convert.clone();
+        // Outcomes that arrive within a few milliseconds of each other are written together:
+        // one log message (and its LZ4 frames) for many requests' outcomes, not one each.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("rehydrate-report".into())
             .spawn(move || {
                 while let Some(msg) = rx.blocking_recv() {
                     state.handle(msg)?;
-                    // Everything that has arrived is on disk before the recorder waits again.
-                    while let Ok(msg) = rx.try_recv() {
-                        state.handle(msg)?;
+                    let until = std::time::Instant::now() + COALESCE;
+                    loop {
+                        while let Ok(msg) = rx.try_recv() {
+                            state.handle(msg)?;
+                        }
+                        let left = until.saturating_duration_since(std::time::Instant::now());
+                        let Some(rt) = runtime.as_ref().filter(|_| !left.is_zero()) else {
+                            break;
+                        };
+                        match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                            Ok(Some(msg)) => state.handle(msg)?,
+                            Ok(None) | Err(_) => break, // every sender gone, or the time is up
+                        }
                     }
+                    // Everything that has arrived is on disk before the recorder waits again.
                     state.sync()?;
                 }
                 state.finish(&run_dir, convert_at_end.get().copied().unwrap_or(true))
@@ -620,17 +637,24 @@ impl RecorderState {
     }
 
     fn push(&mut self, mut o: Outcome) -> Result<()> {
-        let key = o
-            .origin
-            .as_deref()
-            .map(|origin| crate::resume::route_key(o.route.as_deref(), origin).into_owned());
-        if o.status != Status::Rejected && self.was_in_flight(key.as_deref(), o.position) {
-            o.attempts += 1;
+        if self.in_flight_before.is_some() && o.status != Status::Rejected {
+            let key = o
+                .origin
+                .as_deref()
+                .map(|origin| crate::resume::route_key(o.route.as_deref(), origin).into_owned());
+            if self.was_in_flight(key.as_deref(), o.position) {
+                o.attempts += 1;
+            }
         }
         self.count(o.status, o.route.as_deref(), 1);
-        let target = self.target_of(o.route.as_deref()).to_owned();
+        // The same as `target_of`, by field, so that `pending` can be borrowed beside it.
+        let target = o
+            .route
+            .as_deref()
+            .and_then(|r| self.route_targets.get(r))
+            .map_or(self.target.as_str(), String::as_str);
+        self.pending.target.append_value(target);
         let b = &mut self.pending;
-        b.target.append_value(target);
         b.route.append_option(o.route.as_deref());
         b.event_id.append_option(o.event_id);
         b.origin.append_option(o.origin);

@@ -368,7 +368,10 @@ impl ChunkSender<'_> {
             self.chunk.data.clear();
             return true;
         }
-        let next = Chunk::new(&self.chunk.origin);
+        let next = Chunk {
+            data: Vec::with_capacity(self.chunk.data.len()),
+            ..Chunk::new(&self.chunk.origin)
+        };
         let full = std::mem::replace(&mut self.chunk, next);
         self.send(Ok(Work::Chunk(full)))
     }
@@ -705,8 +708,17 @@ fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64
                 continue;
             }
             if in_str {
-                match c {
-                    _ if escaped => escaped = false,
+                if escaped {
+                    escaped = false;
+                    i += 1;
+                    continue;
+                }
+                // Most of a record is strings: skip to the next byte that matters in one.
+                i = crate::event::string_special(buf, i);
+                if i == n {
+                    break;
+                }
+                match buf[i] {
                     b'\\' => escaped = true,
                     b'"' => in_str = false,
                     b'\n' => line += 1,
