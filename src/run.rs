@@ -83,12 +83,12 @@ fn events_stream(
     stop: Arc<AtomicBool>,
     reached: Arc<AtomicU64>,
     done: Option<(Arc<crate::resume::Done>, bool, Arc<AtomicU64>)>,
-    checkpoints: Arc<OnceLock<crate::resume::CheckpointLog>>,
+    // Both set once the selection is planned, before the stream is first polled: the
+    // checkpoint log (when the run keeps one) and the row filters the source applies.
+    (checkpoints, prefilter): (Arc<OnceLock<crate::resume::CheckpointLog>>, filter::Pushdown),
     // Whether `done` applies to the events here (one route), or only to rejections (several
     // routes: each leaves out its own events, see `route_input`).
     rows_too: bool,
-    // Set when the selection's plan is made, before the stream is first polled.
-    prefilter: filter::Pushdown,
 ) -> SendableRecordBatchStream {
     let mut seq = 0u64;
     // The source starts when the plan first asks for events, so that it knows the prefilter.
@@ -371,9 +371,8 @@ pub async fn execute(spec: RunSpec) -> Result<i32> {
         spec.resume
             .as_ref()
             .map(|(_, done, only)| (done.clone(), *only, already_done.clone())),
-        checkpoints.clone(),
+        (checkpoints.clone(), prefilter.clone()),
         !many,
-        prefilter.clone(),
     );
     let inputs = match spec.routes.len() {
         1 => vec![events],
@@ -818,9 +817,8 @@ pub async fn preview(
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
         None,
-        Arc::new(OnceLock::new()),
+        (Arc::new(OnceLock::new()), prefilter.clone()),
         true,
-        prefilter.clone(),
     );
     let selection = filter::select(&ctx, events, &filter_spec, Some(prefilter)).await?;
     let limit = match (limit, format) {
