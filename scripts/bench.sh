@@ -10,6 +10,7 @@
 #
 #   scripts/bench.sh [SIZE_MB]     (default 2048: a 2 GB store, generated once into bench-data/)
 #
+# rehydrate and DuckDB run RUNS times each (default 3; the median is shown), jq once.
 # REHYDRATE_BIN measures a given binary instead of building one. jq cannot write Parquet: its
 # legs filter to NDJSON, which flatters it slightly; it reads the array with --stream (holding
 # a 2 GB array whole would take tens of GB).
@@ -61,6 +62,15 @@ measure() { # name, command...: prints "seconds peak_rss_kb"
         echo "bench: $name failed:" >&2; tail -5 "$data/stderr.$name" >&2; exit 1; }
     cat "$data/time.$name"
 }
+# The same, RUNS times (default 3; this VM's timings vary by a third from run to run): the
+# median time, and the largest peak RSS.
+runs=${RUNS:-3}
+measure_median() {
+    local name=$1; shift
+    local i
+    for i in $(seq 1 "$runs"); do measure "$name" "$@"; done | sort -n | awk -v n="$runs" \
+        '{ t[NR] = $1; if ($2 > m) m = $2 } END { print t[int((n + 1) / 2)], m }'
+}
 count() { .venv/bin/python -c "import duckdb; print(duckdb.sql(\"$1\").fetchone()[0])"; }
 
 cat > "$data/duckdb_job.py" <<'PY'
@@ -78,7 +88,7 @@ else:
 PY
 
 report() { # title, then per tool: name seconds rss rows
-    python3 - "$bytes" "$events" "$(nproc)" "$@" <<'PY'
+    python3 - "$bytes" "$events" "$(nproc)" "$@" <<'PY'  # (times: median of RUNS for rehydrate and DuckDB)
 import sys
 b, ev, cores, title = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rest = sys.argv[5:]
@@ -98,9 +108,9 @@ PY
 
 job() { # label, store, DuckDB format, jq command (reads the store, filter appended)
     local label=$1 input=$2 fmt=$3 jqcmd=$4 t r
-    read -r t_ours rss_ours < <(measure "rehydrate-$label" "$bin" populate parquet --from "$input" --where "$ours_where" \
-        --to "$out/rehydrate-$label" --report-dir "$data/runs" --output json)
-    read -r t_duck rss_duck < <(measure "duckdb-$label" .venv/bin/python "$data/duckdb_job.py" "$input" "$fmt" "$duck_where" "$out/duckdb-$label.parquet")
+    read -r t_ours rss_ours < <(measure_median "rehydrate-$label" "$bin" populate parquet --from "$input" --where "$ours_where" \
+        --to "$out/rehydrate-$label" --overwrite --report-dir "$data/runs" --output json)
+    read -r t_duck rss_duck < <(measure_median "duckdb-$label" .venv/bin/python "$data/duckdb_job.py" "$input" "$fmt" "$duck_where" "$out/duckdb-$label.parquet")
     read -r t_jq rss_jq < <(measure "jq-$label" sh -c "$jqcmd > '$out/jq-$label.ndjson'")
     report "$label -> filter -> Parquet (jq: NDJSON)" \
         rehydrate "$t_ours" "$rss_ours" "$(count "SELECT count(*) FROM read_parquet('$out/rehydrate-$label/*.parquet')")" \
@@ -114,9 +124,9 @@ job "JSON array" "$array" array "jq -cn --stream 'fromstream(1 | truncate_stream
 job "NDJSON gzip" "$gz" newline_delimited "gzip -dc '$gz' | jq -c '$jq_filter'"
 
 # Counting a selective filter (about 6% of the events).
-read -r t_ours rss_ours < <(measure count-rehydrate "$bin" preview --from "$store" --format count \
+read -r t_ours rss_ours < <(measure_median count-rehydrate "$bin" preview --from "$store" --format count \
     --where "detail_type = 'OrderCancelled'")
-read -r t_duck rss_duck < <(measure count-duckdb .venv/bin/python "$data/duckdb_job.py" "$store" newline_delimited \
+read -r t_duck rss_duck < <(measure_median count-duckdb .venv/bin/python "$data/duckdb_job.py" "$store" newline_delimited \
     "\"detail-type\" = 'OrderCancelled'" -)
 read -r t_jq rss_jq < <(measure count-jq sh -c "jq -c 'select(.[\"detail-type\"] == \"OrderCancelled\") | 1' '$store' | wc -l")
 report "NDJSON -> count of detail_type = 'OrderCancelled'" \

@@ -105,12 +105,16 @@ impl Chunk {
 /// an arena, and a pool of short-lived threads costs many.)
 pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) -> BoxStream<'static, Result<Decoded>> {
     let parallelism = parallelism.max(1);
+    // Decoded chunks' buffers go back to the reader, which fills them again: no allocation, page
+    // faults and zeroing of fresh memory for every chunk.
+    let (pool_tx, pool_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2 * parallelism + 2);
     let mut to_workers = Vec::with_capacity(parallelism);
     let mut from_workers = Vec::with_capacity(parallelism);
     for i in 0..parallelism {
         let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Work>>(1);
         let (done_tx, done_rx) = mpsc::channel::<Result<Decoded>>(1);
         let map = spec.map.clone();
+        let pool = pool_tx.clone();
         let prefilter = spec.prefilter.clone();
         let stats = stats.clone();
         let format = spec.format;
@@ -119,7 +123,11 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
             .spawn(move || {
                 for work in chunk_rx {
                     let decoded = work.map(|w| match w {
-                        Work::Chunk(c) => decode_chunk(c, map.clone(), prefilter.clone(), &stats, format),
+                        Work::Chunk(c) => {
+                            let (decoded, buffer) = decode_chunk(c, map.clone(), prefilter.clone(), &stats, format);
+                            let _ = pool.try_send(buffer); // a full pool: the buffer is freed
+                            decoded
+                        }
                         // A Parquet input's batch: the row filters apply to it as to decoded ones.
                         Work::Ready(mut d) => match &prefilter {
                             Some(p) => p.apply(d.batch.clone()).map(|(batch, left_out)| {
@@ -181,6 +189,7 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
             let mut objects = objects;
             let mut out = ChunkSender {
                 workers: &to_workers,
+                pool: pool_rx,
                 next: 0,
                 batch_size,
                 chunk: Chunk::new(&Arc::from("")),
@@ -251,7 +260,7 @@ fn decode_chunk(
     prefilter: Option<Arc<Prefilter>>,
     stats: &SourceStats,
     format: RecordFormat,
-) -> Result<Decoded> {
+) -> (Result<Decoded>, Vec<u8>) {
     let mut decoder = BatchDecoder::new(map, chunk.spans.len()).with_prefilter(prefilter.clone());
     let mut rejections = Vec::new();
     for span in &chunk.spans {
@@ -287,21 +296,24 @@ fn decode_chunk(
     }
     stats.records.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
     stats.rejected.fetch_add(rejections.len() as u64, Ordering::Relaxed);
-    let (batch, left_out) = match &prefilter {
-        Some(p) => p.apply(decoder.finish())?,
-        None => (decoder.finish(), 0),
+    let finished = match &prefilter {
+        Some(p) => p.apply(decoder.finish()),
+        None => Ok((decoder.finish(), 0)),
     };
-    Ok(Decoded {
+    let decoded = finished.map_err(crate::Error::from).map(|(batch, left_out)| Decoded {
         prefiltered: decoder.take_prefiltered() + left_out,
         batch,
         rejections,
         marks: chunk.marks,
-    })
+    });
+    (decoded, chunk.data)
 }
 
 /// Collects records into chunks and hands full chunks to the decoders, round-robin.
 struct ChunkSender<'a> {
     workers: &'a [std::sync::mpsc::SyncSender<Result<Work>>],
+    /// Buffers of decoded chunks, to fill again.
+    pool: std::sync::mpsc::Receiver<Vec<u8>>,
     next: usize,
     batch_size: usize,
     chunk: Chunk,
@@ -310,6 +322,18 @@ struct ChunkSender<'a> {
 }
 
 impl ChunkSender<'_> {
+    /// An empty buffer of at least `capacity` bytes, from the pool when it has one.
+    fn buffer(&self, capacity: usize) -> Vec<u8> {
+        match self.pool.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b.reserve(capacity);
+                b
+            }
+            Err(_) => Vec::with_capacity(capacity),
+        }
+    }
+
     /// Records that the bytes from `start` to the end of the chunk's data are one record.
     /// Returns false when the consumer has gone and reading should stop.
     fn record_ends(&mut self, start: usize, position: u64, line: u64) -> bool {
@@ -351,7 +375,7 @@ impl ChunkSender<'_> {
         }
         // The next chunk will be about as large as this one: its buffer is made so at once,
         // rather than grown (and copied) as it fills.
-        let mut data = Vec::with_capacity(self.chunk.data.len() + READ_BUFFER);
+        let mut data = self.buffer(self.chunk.data.len() + READ_BUFFER);
         data.extend_from_slice(&self.chunk.data[keep..]);
         let next = Chunk {
             data,
@@ -369,7 +393,7 @@ impl ChunkSender<'_> {
             return true;
         }
         let next = Chunk {
-            data: Vec::with_capacity(self.chunk.data.len()),
+            data: self.buffer(self.chunk.data.len()),
             ..Chunk::new(&self.chunk.origin)
         };
         let full = std::mem::replace(&mut self.chunk, next);
