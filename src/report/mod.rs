@@ -362,7 +362,15 @@ impl Recorder {
         })?;
         let options = IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))?;
         let writer = StreamWriter::try_new_with_options(BufWriter::new(file), &outcomes_schema(), options)?;
+        let partial = run_dir.join(OUTCOMES_PARTIAL);
+        let parquet = File::create(&partial)
+            .map_err(|e| Error::Report {
+                path: partial.clone(),
+                message: e.to_string(),
+            })
+            .and_then(|f| Ok(ArrowWriter::try_new(f, outcomes_schema(), Some(outcomes_properties()))?))?;
         let mut state = RecorderState {
+            parquet: Some((parquet, partial)),
             run_id: run_id.to_owned(),
             target: target.to_owned(),
             route_targets: routes,
@@ -447,6 +455,9 @@ struct RecorderState {
     target: String,
     route_targets: std::collections::HashMap<String, String>,
     writer: StreamWriter<BufWriter<File>>,
+    /// `outcomes.parquet`, written as the log is (under a temporary name until the end), so
+    /// that the end of a run does not wait for the whole log to be converted.
+    parquet: Option<(ArrowWriter<File>, PathBuf)>,
     pending: OutcomeBuilders,
     dead_letter_path: PathBuf,
     dead_letter: Option<BufWriter<File>>,
@@ -564,6 +575,9 @@ impl RecorderState {
         ];
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
         self.writer.write(&batch)?;
+        if let Some((parquet, _)) = self.parquet.as_mut() {
+            parquet.write(&batch)?;
+        }
         Ok(())
     }
 
@@ -726,6 +740,9 @@ impl RecorderState {
         b.rows = 0;
         let batch = RecordBatch::try_new(outcomes_schema(), columns)?;
         self.writer.write(&batch)?;
+        if let Some((parquet, _)) = self.parquet.as_mut() {
+            parquet.write(&batch)?;
+        }
         Ok(())
     }
 
@@ -747,8 +764,27 @@ impl RecorderState {
         self.writer.finish()?;
         drop(self.writer);
         drop(self.dead_letter.take());
-        if convert {
-            log_to_parquet(run_dir)?;
+        let report_err = |path: &Path, e: &dyn std::fmt::Display| Error::Report {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        match (convert, self.parquet.take()) {
+            // Everything logged is in the Parquet file too: it takes the log's place.
+            (true, Some((parquet, partial))) => {
+                parquet.close()?;
+                let done = run_dir.join(OUTCOMES);
+                std::fs::rename(&partial, &done).map_err(|e| report_err(&done, &e))?;
+                let log = run_dir.join(OUTCOMES_LOG);
+                std::fs::remove_file(&log).map_err(|e| report_err(&log, &e))?;
+            }
+            (true, None) => log_to_parquet(run_dir)?,
+            // Stopped at once: the log is what the report reads.
+            (false, parquet) => {
+                if let Some((parquet, partial)) = parquet {
+                    drop(parquet);
+                    let _ = std::fs::remove_file(partial);
+                }
+            }
         }
         Ok(self.totals)
     }
@@ -783,23 +819,30 @@ pub fn read_log(path: &Path) -> Result<Vec<RecordBatch>> {
         .collect())
 }
 
+/// `outcomes.parquet` while it is written.
+const OUTCOMES_PARTIAL: &str = "outcomes.parquet.partial";
+
+/// How `outcomes.parquet` is written: small row groups (the writer holds a whole row group in
+/// memory until it is full), zstd level 1 (the level `populate parquet` measured best).
+fn outcomes_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_column_dictionary_enabled("event_id".into(), false)
+        .build()
+}
+
 /// Turns a run's outcomes log into `outcomes.parquet` (written under a temporary name, renamed
 /// when complete), then removes the log.
 pub fn log_to_parquet(run_dir: &Path) -> Result<()> {
     let log = run_dir.join(OUTCOMES_LOG);
-    let partial = run_dir.join("outcomes.parquet.partial");
+    let partial = run_dir.join(OUTCOMES_PARTIAL);
     let report_err = |path: &Path, e: &dyn std::fmt::Display| Error::Report {
         path: path.to_owned(),
         message: e.to_string(),
     };
     let file = File::create(&partial).map_err(|e| report_err(&partial, &e))?;
-    // Small row groups: the writer holds a whole row group in memory until it is full.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
-        .set_max_row_group_row_count(Some(64 * 1024))
-        .set_column_dictionary_enabled("event_id".into(), false)
-        .build();
-    let mut writer = ArrowWriter::try_new(file, outcomes_schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(file, outcomes_schema(), Some(outcomes_properties()))?;
     let source = File::open(&log).map_err(|e| report_err(&log, &e))?;
     if let Ok(reader) = StreamReader::try_new(std::io::BufReader::new(source), None) {
         for batch in reader.map_while(|b| b.ok()) {

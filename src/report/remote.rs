@@ -140,6 +140,10 @@ impl Remote {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            // outcomes.parquet while it is written: of no use to a reader until it is complete.
+            if name.ends_with(".partial") {
+                continue;
+            }
             present.push(name.clone());
             let stamp = (meta.len(), meta.modified().unwrap_or(std::time::UNIX_EPOCH));
             let unchanged = self.sent.lock().unwrap_or_else(|e| e.into_inner()).get(&entry.path()) == Some(&stamp);
