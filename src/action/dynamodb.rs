@@ -7,6 +7,7 @@
 //! driver's.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -52,7 +53,11 @@ pub struct DynamoDbPopulate {
 
 /// One item of a request, with its key (to tell which items came back unprocessed).
 pub struct DynamoItem {
-    attrs: HashMap<String, AttributeValue>,
+    /// The item, until its first request takes it (the SDK takes ownership; a deep copy of
+    /// every item's nested maps cost more than all the rest of a request).
+    attrs: std::sync::Mutex<Option<HashMap<String, AttributeValue>>>,
+    /// Where to build it again for a retry: the row and the batch's prepared columns.
+    source: Option<(Arc<Vec<(String, ArrayRef, bool)>>, usize)>,
     key: String,
 }
 
@@ -181,7 +186,11 @@ impl DynamoDbPopulate {
             ));
         }
         let key = self.key_of(&attrs);
-        Ok(DynamoItem { attrs, key })
+        Ok(DynamoItem {
+            attrs: std::sync::Mutex::new(Some(attrs)),
+            source: None,
+            key,
+        })
     }
 }
 
@@ -227,11 +236,20 @@ impl RequestTarget for DynamoDbPopulate {
                 Ok((f.name().clone(), a, json))
             })
             .collect::<Result<_>>()?;
+        let columns = Arc::new(columns);
         Ok((0..data.num_rows())
             .map(|row| {
-                let item = self.item(&columns, row)?;
+                let mut item = self.item(&columns, row)?;
+                item.source = Some((columns.clone(), row));
+                let size = item_size(
+                    item.attrs
+                        .get_mut()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .expect("just built"),
+                );
                 Ok(Prepared {
-                    size: item_size(&item.attrs),
+                    size,
                     dedupe_key: Some(item.key.clone()),
                     item,
                 })
@@ -244,16 +262,37 @@ impl RequestTarget for DynamoDbPopulate {
     }
 
     async fn send(&self, items: &[&Self::Item]) -> Result<Vec<Answer>, Fault> {
-        let requests: Vec<WriteRequest> = items
-            .iter()
-            .map(|i| {
-                let put = PutRequest::builder()
-                    .set_item(Some(i.attrs.clone()))
-                    .build()
-                    .expect("an item is set");
-                WriteRequest::builder().put_request(put).build()
-            })
-            .collect();
+        let mut requests: Vec<WriteRequest> = Vec::with_capacity(items.len());
+        for i in items {
+            // Taken on the first attempt; a retry builds the item again from its row (the same
+            // row and columns give the same item).
+            let taken = i.attrs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let attrs = match taken {
+                Some(a) => a,
+                None => {
+                    let rebuilt = i.source.as_ref().map(|(columns, row)| self.item(columns, *row));
+                    match rebuilt {
+                        Some(Ok(item)) => item
+                            .attrs
+                            .into_inner()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .unwrap_or_default(),
+                        Some(Err(f)) => return Err(f),
+                        None => {
+                            return Err(Fault::permanent(
+                                "InvalidValue",
+                                "the item was already sent and cannot be built again",
+                            ))
+                        }
+                    }
+                }
+            };
+            let put = PutRequest::builder()
+                .set_item(Some(attrs))
+                .build()
+                .map_err(|e| Fault::permanent("InvalidValue", e.to_string()))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
         let resp = self
             .client
             .batch_write_item()
