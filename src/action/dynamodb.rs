@@ -51,13 +51,17 @@ pub struct DynamoDbPopulate {
     pub key: std::sync::OnceLock<Vec<(String, ScalarAttributeType)>>,
 }
 
+/// A batch's columns as items are built from them: name, values, and whether to write the text
+/// as a map (JSON `detail`).
+type ItemColumns = Arc<Vec<(String, ArrayRef, bool)>>;
+
 /// One item of a request, with its key (to tell which items came back unprocessed).
 pub struct DynamoItem {
     /// The item, until its first request takes it (the SDK takes ownership; a deep copy of
     /// every item's nested maps cost more than all the rest of a request).
     attrs: std::sync::Mutex<Option<HashMap<String, AttributeValue>>>,
     /// Where to build it again for a retry: the row and the batch's prepared columns.
-    source: Option<(Arc<Vec<(String, ArrayRef, bool)>>, usize)>,
+    source: Option<(ItemColumns, usize)>,
     key: String,
 }
 
