@@ -1,9 +1,10 @@
 //! Files and stdin: NDJSON or a JSON array, either of them gzip-compressed, told apart by their
 //! content. A reader thread cuts the input into chunks of `batch_size` records; chunks are decoded
-//! into Arrow on the blocking pool, several at a time, and come out in input order.
+//! into Arrow on decode threads, several at a time, and come out in input order.
 //!
-//! Memory is bounded by the chunks in flight (`2 × parallelism` chunks of `batch_size` records):
-//! neither a large NDJSON file nor a large JSON array is ever held whole.
+//! Memory is bounded by the chunks in flight (`2 × parallelism` chunks of `batch_size` records,
+//! and up to `2 × parallelism + 2` emptied buffers kept to be filled again): neither a large
+//! NDJSON file nor a large JSON array is ever held whole.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
