@@ -308,11 +308,12 @@ struct Decoded<'a> {
     detail: Cow<'a, str>,
 }
 
-/// Conditions on `source` and `detail_type` that the decoder checks before it builds a row: the
-/// conjuncts of the selection's filter that compare those columns with literals
-/// ([`crate::filter::Selection::prefilter`]). A record that fails them is still decoded in
-/// full, so it is rejected exactly when it would be otherwise, but no row is built for it: it is
-/// counted as filtered. The selection's own filter still applies to every row.
+/// The selection's row filters, handed to the source when the plan is made (the `events`
+/// table takes them as exact, `filter::EventsTable`). The conjuncts that compare `source` or
+/// `detail_type` with literals are checked before a row is built: a record that fails them is
+/// still decoded in full, so it is rejected exactly when it would be otherwise, but no row is
+/// built for it. The whole predicate then applies to each built batch. Either way the event is
+/// counted as filtered.
 #[derive(Debug, Clone, Default)]
 pub struct Prefilter {
     /// The values `source` may have (`None`: any).
