@@ -468,13 +468,25 @@ impl BatchDecoder {
             Some(map) => {
                 let owned = decode_mapped(text, map)?;
                 if !self.left_out(&owned.source, &owned.detail_type) {
-                    self.append(owned, origin, position, text);
+                    self.append(
+                        &owned,
+                        owned.resources.iter().map(|r| r.as_ref()),
+                        origin,
+                        position,
+                        text,
+                    );
                 }
                 return Ok(());
             }
         };
         if !self.left_out(&decoded.source, &decoded.detail_type) {
-            self.append(decoded, origin, position, text);
+            self.append(
+                &decoded,
+                decoded.resources.iter().map(|r| r.as_ref()),
+                origin,
+                position,
+                text,
+            );
         }
         Ok(())
     }
@@ -519,45 +531,34 @@ impl BatchDecoder {
             true => Cow::Owned(compact_json(detail)),
             false => Cow::Borrowed(detail),
         };
-        match f.id {
-            Some(id) => self.id.append_value(id),
-            None => {
-                let e = Decoded {
-                    id: None,
-                    source: Cow::Borrowed(source),
-                    detail_type: Cow::Borrowed(detail_type),
-                    time_ms,
-                    account: None,
-                    region: None,
-                    version: None,
-                    resources: Vec::new(),
-                    detail: detail.clone(),
-                };
-                self.id.append_value(derived_id(&e));
-            }
-        }
-        self.source.append_value(source);
-        self.detail_type.append_value(detail_type);
-        self.time.append_option(time_ms);
-        self.account.append_option(f.account);
-        self.region.append_option(f.region);
-        self.version.append_option(f.version);
-        for r in ranges.iter() {
-            self.resources.values().append_value(&text[r.clone()]);
-        }
-        self.resources.append(true);
-        self.detail.append_value(&detail);
-        self.origin.append_value(origin);
-        self.position.append_value(position);
-        self.raw.append_value(text);
-        self.rows += 1;
+        let e = Decoded {
+            id: f.id.map(Cow::Borrowed),
+            source: Cow::Borrowed(source),
+            detail_type: Cow::Borrowed(detail_type),
+            time_ms,
+            account: f.account.map(Cow::Borrowed),
+            region: f.region.map(Cow::Borrowed),
+            version: f.version.map(Cow::Borrowed),
+            // The items are appended from their ranges, without a vector of their own.
+            resources: Vec::new(),
+            detail,
+        };
+        self.append(&e, ranges.iter().map(|r| &text[r.clone()]), origin, position, text);
         true
     }
 
-    fn append(&mut self, e: Decoded<'_>, origin: &str, position: u64, raw: &str) {
+    /// Appends one event; `resources` are its items (the fast path gives them apart from `e`).
+    fn append<'r>(
+        &mut self,
+        e: &Decoded<'_>,
+        resources: impl Iterator<Item = &'r str>,
+        origin: &str,
+        position: u64,
+        raw: &str,
+    ) {
         match &e.id {
             Some(id) => self.id.append_value(id),
-            None => self.id.append_value(derived_id(&e)),
+            None => self.id.append_value(derived_id(e)),
         }
         self.source.append_value(&e.source);
         self.detail_type.append_value(&e.detail_type);
@@ -565,7 +566,7 @@ impl BatchDecoder {
         self.account.append_option(e.account.as_deref());
         self.region.append_option(e.region.as_deref());
         self.version.append_option(e.version.as_deref());
-        for r in &e.resources {
+        for r in resources {
             self.resources.values().append_value(r);
         }
         self.resources.append(true);
