@@ -297,19 +297,13 @@ fn decode_items(
             });
         }
     }
-    let (batch, left_out) = match &prefilter {
-        Some(p) => p.apply(decoder.finish())?,
-        None => (decoder.finish(), 0),
+    let decoded = Decoded {
+        prefiltered: decoder.take_prefiltered(),
+        batch: decoder.finish(),
+        rejections,
+        marks,
     };
-    Ok((
-        Decoded {
-            prefiltered: decoder.take_prefiltered() + left_out,
-            batch,
-            rejections,
-            marks,
-        },
-        bytes,
-    ))
+    Ok((decoded.filtered(prefilter.as_deref())?, bytes))
 }
 
 // ---------------------------------------------------------------------------------------------

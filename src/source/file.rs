@@ -130,15 +130,7 @@ pub fn stream(spec: &SourceSpec, stats: Arc<SourceStats>, parallelism: usize) ->
                             decoded
                         }
                         // A Parquet input's batch: the row filters apply to it as to decoded ones.
-                        Work::Ready(mut d) => match &prefilter {
-                            Some(p) => p.apply(d.batch.clone()).map(|(batch, left_out)| {
-                                d.batch = batch;
-                                d.prefiltered += left_out;
-                                d
-                            }),
-                            None => Ok(d),
-                        }
-                        .map_err(crate::Error::from),
+                        Work::Ready(d) => d.filtered(prefilter.as_deref()),
                     });
                     let decoded = decoded.and_then(|d| d);
                     if done_tx.blocking_send(decoded).is_err() {
@@ -297,17 +289,13 @@ fn decode_chunk(
     }
     stats.records.fetch_add(chunk.spans.len() as u64, Ordering::Relaxed);
     stats.rejected.fetch_add(rejections.len() as u64, Ordering::Relaxed);
-    let finished = match &prefilter {
-        Some(p) => p.apply(decoder.finish()),
-        None => Ok((decoder.finish(), 0)),
-    };
-    let decoded = finished.map_err(crate::Error::from).map(|(batch, left_out)| Decoded {
-        prefiltered: decoder.take_prefiltered() + left_out,
-        batch,
+    let decoded = Decoded {
+        prefiltered: decoder.take_prefiltered(),
+        batch: decoder.finish(),
         rejections,
         marks: chunk.marks,
-    });
-    (decoded, chunk.data)
+    };
+    (decoded.filtered(prefilter.as_deref()), chunk.data)
 }
 
 /// Collects records into chunks and hands full chunks to the decoders, round-robin.

@@ -47,6 +47,19 @@ pub struct Decoded {
     pub prefiltered: u64,
 }
 
+impl Decoded {
+    /// The slice with the selection's row filters applied to its batch (when the source has
+    /// them), the rows they leave out counted in `prefiltered`.
+    pub fn filtered(mut self, prefilter: Option<&crate::event::Prefilter>) -> Result<Decoded> {
+        if let Some(p) = prefilter {
+            let (batch, left_out) = p.apply(self.batch)?;
+            self.batch = batch;
+            self.prefiltered += left_out;
+        }
+        Ok(self)
+    }
+}
+
 /// A checkpoint in an origin: a place a resumed run can start reading from. `position` is the
 /// first position from here; `key` is what the source needs to start there (a DynamoDB
 /// segment's exclusive start key), none for the start of the origin. `end` marks the end of the
