@@ -661,12 +661,8 @@ impl RecorderState {
             }
         }
         self.count(o.status, o.route.as_deref(), 1);
-        // The same as `target_of`, by field, so that `pending` can be borrowed beside it.
-        let target = o
-            .route
-            .as_deref()
-            .and_then(|r| self.route_targets.get(r))
-            .map_or(self.target.as_str(), String::as_str);
+        // By field, not `target_of`, so that `pending` can be borrowed beside it.
+        let target = route_target(&self.route_targets, &self.target, o.route.as_deref());
         self.pending.target.append_value(target);
         let b = &mut self.pending;
         b.route.append_option(o.route.as_deref());
@@ -705,9 +701,7 @@ impl RecorderState {
     }
 
     fn target_of(&self, route: Option<&str>) -> &str {
-        route
-            .and_then(|r| self.route_targets.get(r))
-            .map_or(self.target.as_str(), String::as_str)
+        route_target(&self.route_targets, &self.target, route)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -817,6 +811,15 @@ pub fn read_log(path: &Path) -> Result<Vec<RecordBatch>> {
             RecordBatch::try_new(schema.clone(), columns).ok()
         })
         .collect())
+}
+
+/// The target of a route's outcomes: its own, or the run's for outcomes without a route.
+fn route_target<'a>(
+    targets: &'a std::collections::HashMap<String, String>,
+    run_target: &'a str,
+    route: Option<&str>,
+) -> &'a str {
+    route.and_then(|r| targets.get(r)).map_or(run_target, String::as_str)
 }
 
 /// `outcomes.parquet` while it is written.
