@@ -333,10 +333,6 @@ impl Prefilter {
                 .is_none_or(|v| v.iter().any(|t| t == detail_type))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_none() && self.detail_types.is_none() && self.predicate.is_none()
-    }
-
     /// The rows of `batch` (a source batch) the predicate passes, and how many it left out. A
     /// null is not a pass, as in a SQL `WHERE`.
     pub fn apply(&self, batch: RecordBatch) -> datafusion::error::Result<(RecordBatch, u64)> {

@@ -181,7 +181,7 @@ pub struct SourceSpec {
     pub starts: Arc<HashMap<String, Start>>,
     /// The worker's part of the store, when it is split across workers.
     pub shard: Option<Shard>,
-    /// Set once the selection is planned: what the decoder may leave out ([`Prefilter`]).
+    /// Set once the selection is planned: what the decoder may leave out ([`crate::event::Prefilter`]).
     pub prefilter: Option<Arc<crate::event::Prefilter>>,
 }
 
