@@ -342,7 +342,7 @@ impl datafusion::catalog::TableProvider for EventsTable {
 }
 
 /// Registers `events` over `stream` (with the time window applied) and plans the selection.
-/// With `pushdown`, the source applies the selection's row filters itself ([`EventsTable`]);
+/// With `pushdown`, the source applies the selection's row filters itself (`EventsTable`);
 /// the stream must then be made to read it from there before it starts.
 pub async fn select(
     ctx: &SessionContext,
