@@ -7,7 +7,7 @@
 //! NDJSON file nor a large JSON array is ever held whole.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -410,6 +410,64 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// `std::io::BufReader` with its buffer on a page boundary. The kernel copies a file's pages
+/// into the buffer on each read, and on some CPUs that copy is several times slower into an
+/// address that is not 64-byte aligned (measured on an AMD EPYC VM: 2 GB in 1 MiB reads took
+/// 0.25 s into a page-aligned buffer, 1.36 s 16 bytes off it, where malloc puts a large block).
+struct AlignedReader<R> {
+    inner: R,
+    /// Zero-filled once, larger than the buffer by the alignment; the buffer is
+    /// `storage[offset..offset + capacity]`.
+    storage: Vec<u8>,
+    offset: usize,
+    capacity: usize,
+    /// The unread bytes are `pos..filled` of the buffer.
+    pos: usize,
+    filled: usize,
+}
+
+const BUFFER_ALIGN: usize = 4096;
+
+impl<R: Read> AlignedReader<R> {
+    fn new(capacity: usize, inner: R) -> Self {
+        let storage = vec![0u8; capacity + BUFFER_ALIGN];
+        let offset = storage.as_ptr().align_offset(BUFFER_ALIGN).min(BUFFER_ALIGN);
+        Self {
+            inner,
+            storage,
+            offset,
+            capacity,
+            pos: 0,
+            filled: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for AlignedReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let buf = self.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for AlignedReader<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos >= self.filled {
+            let buf = &mut self.storage[self.offset..self.offset + self.capacity];
+            self.filled = self.inner.read(buf)?;
+            self.pos = 0;
+        }
+        Ok(&self.storage[self.offset + self.pos..self.offset + self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.filled);
+    }
+}
+
 /// Reads one Parquet input to the end, batch by batch. Ok(false): the consumer went away.
 fn read_parquet(
     input: &Input,
@@ -527,7 +585,7 @@ fn read_input(
             })
         }
     };
-    let mut buffered = BufReader::with_capacity(
+    let mut buffered = AlignedReader::new(
         READ_BUFFER,
         CountingReader {
             inner: raw,
@@ -536,7 +594,7 @@ fn read_input(
     );
     let gzip = buffered.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn BufRead + Send> = if gzip {
-        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(buffered)))
+        Box::new(AlignedReader::new(READ_BUFFER, MultiGzDecoder::new(buffered)))
     } else {
         Box::new(buffered)
     };
@@ -861,5 +919,28 @@ mod tests {
             .unwrap();
         let (ids, _, _) = read_all(&gz.finish().unwrap(), 8192);
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_aligned_reader_reads_every_byte_into_an_aligned_buffer() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        // A reader that answers in odd-sized pieces, as a pipe or a decompressor does.
+        struct Pieces<'a>(&'a [u8]);
+        impl Read for Pieces<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(777);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut reader = AlignedReader::new(4096, Pieces(&data));
+        assert_eq!(reader.fill_buf().unwrap().as_ptr() as usize % BUFFER_ALIGN, 0);
+        let mut first = [0u8; 10];
+        reader.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!([&first[..], &rest].concat(), data);
+        assert!(reader.fill_buf().unwrap().is_empty());
     }
 }
