@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use arrow::array::RecordBatch;
 
+use super::split::{ArraySplitter, Outcome, Piece};
 use super::{Decoded, Input, Mark, RecordFormat, Rejection, SourceSpec, SourceStats, Start};
 use crate::event::{BatchDecoder, FieldMap, Prefilter};
 use crate::{Error, Result};
@@ -726,23 +727,20 @@ fn read_ndjson(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u6
     }
 }
 
-/// The elements of a top-level JSON array, cut out by a small scanner that follows strings and
-/// nesting; each element is parsed later, on its own, so one bad element is one rejection.
-/// `line` is the line the reader is on.
-fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64) -> Result<bool, ReadError> {
+/// The elements of a top-level JSON array, cut out by a scanner that follows strings and
+/// nesting (`split`); each element is parsed later, on its own, so one bad element is one
+/// rejection. `line` is the line the reader is on.
+fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, line: u64) -> Result<bool, ReadError> {
     // Consume the opening bracket.
     reader.consume(1);
-    let mut in_elem = false;
-    let mut in_str = false;
-    let mut escaped = false;
-    let mut depth = 0u32;
+    let mut splitter = ArraySplitter::new(line);
     let mut ordinal = 0u64;
     let mut elem_line = 0u64;
     let mut elem_start = 0usize;
     loop {
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
-            if in_elem {
+            if splitter.in_element() {
                 // The file ends inside an element: reject what there is of it.
                 if !out.record_ends(elem_start, ordinal, elem_line) {
                     return Ok(false);
@@ -751,85 +749,38 @@ fn read_array(reader: &mut dyn BufRead, out: &mut ChunkSender<'_>, mut line: u64
             return Ok(true);
         }
         let n = buf.len();
-        let mut seg_start = 0usize; // start of the bytes of this buffer that belong to an element
-        let mut i = 0usize;
-        let mut closed = false;
-        while i < n {
-            let c = buf[i];
-            if !in_elem {
-                match c {
-                    b'\n' => line += 1,
-                    b' ' | b'\t' | b'\r' | b',' => {}
-                    b']' => {
-                        closed = true;
-                        i += 1;
-                        break;
-                    }
-                    _ => {
-                        in_elem = true;
-                        depth = 0;
-                        ordinal += 1;
-                        elem_line = line;
-                        elem_start = out.chunk.data.len();
-                        seg_start = i;
-                        continue; // look at this byte again, as part of the element
-                    }
-                }
-                i += 1;
-                continue;
+        // The start of the bytes of this buffer that belong to an element.
+        let mut seg_start = 0usize;
+        let outcome = splitter.split(buf, &mut |piece| match piece {
+            Piece::Start { at, line } => {
+                ordinal += 1;
+                elem_line = line;
+                elem_start = out.chunk.data.len();
+                seg_start = at;
+                true
             }
-            if in_str {
-                if escaped {
-                    escaped = false;
-                    i += 1;
-                    continue;
-                }
-                // Most of a record is strings: skip to the next byte that matters in one.
-                i = crate::event::string_special(buf, i);
-                if i == n {
-                    break;
-                }
-                match buf[i] {
-                    b'\\' => escaped = true,
-                    b'"' => in_str = false,
-                    b'\n' => line += 1,
-                    _ => {}
-                }
-                i += 1;
-                continue;
+            Piece::End { at } => {
+                out.chunk.data.extend_from_slice(&buf[seg_start..at]);
+                out.record_ends(elem_start, ordinal, elem_line)
             }
-            match c {
-                b'"' => in_str = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' if depth > 0 => depth -= 1,
-                b'\n' => line += 1,
-                b',' | b']' if depth == 0 => {
-                    out.chunk.data.extend_from_slice(&buf[seg_start..i]);
-                    in_elem = false;
-                    if !out.record_ends(elem_start, ordinal, elem_line) {
-                        return Ok(false);
-                    }
-                    if c == b']' {
-                        closed = true;
-                        i += 1;
-                        break;
+        });
+        match outcome {
+            Outcome::Consumed => {
+                if splitter.in_element() {
+                    out.chunk.data.extend_from_slice(&buf[seg_start..]);
+                    if out.chunk.data.len() - elem_start > max_record_bytes() {
+                        return Err(ReadError::TooLarge { line: elem_line });
                     }
                 }
-                _ => {}
+                reader.consume(n);
             }
-            i += 1;
-        }
-        if in_elem {
-            out.chunk.data.extend_from_slice(&buf[seg_start..i]);
-            if out.chunk.data.len() - elem_start > max_record_bytes() {
-                return Err(ReadError::TooLarge { line: elem_line });
+            Outcome::Closed(at) => {
+                reader.consume(at);
+                // Anything after the array is read as NDJSON: white space is skipped, and stray
+                // content becomes rejections that name their line, rather than vanishing.
+                return read_ndjson(reader, out, splitter.line() - 1);
             }
-        }
-        reader.consume(i);
-        if closed {
-            // Anything after the array is read as NDJSON: white space is skipped, and stray
-            // content becomes rejections that name their line, rather than vanishing.
-            return read_ndjson(reader, out, line - 1);
+            Outcome::Stopped => return Ok(false),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod dynamodb;
 pub mod file;
 pub mod parquet;
+mod split;
 
 use std::collections::HashMap;
 
