@@ -193,7 +193,7 @@ impl ArraySplitter {
 
     /// The byte-at-a-time cut of `buf[from..]`: the reference the block method matches, and
     /// the cut of a block it cannot express. `None` when every byte was taken.
-    pub(super) fn scalar(&mut self, buf: &[u8], from: usize, f: &mut impl FnMut(Piece) -> bool) -> Option<Outcome> {
+    fn scalar(&mut self, buf: &[u8], from: usize, f: &mut impl FnMut(Piece) -> bool) -> Option<Outcome> {
         let n = buf.len();
         let mut i = from;
         while i < n {
