@@ -1138,13 +1138,8 @@ mod tests {
         // Bytes above 0x7f too: lone, leading and continuation bytes make records that are not
         // UTF-8, which both paths must reject alike.
         let alphabet = b"{}[]\",:.-+eE0129 \n\tnulltruefalse\\u\x01a\x80\xbf\xc3\xe2\xf0\xff";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::testing::Rng(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next();
         let mut lines = Vec::new();
         for k in 0..20_000 {
             let mut rec = bases[k % 2].to_vec();

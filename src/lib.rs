@@ -15,5 +15,7 @@ pub mod report;
 pub mod resume;
 pub mod run;
 pub mod source;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};

@@ -342,20 +342,7 @@ fn classify(b: &[u8; BLOCK]) -> Masks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small xorshift generator: the tests are repeatable without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testing::Rng;
 
     #[derive(Debug, PartialEq)]
     struct Cut {
